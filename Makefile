@@ -1,0 +1,50 @@
+# Compression tutorials. `make tables` regenerates every table; `make test` checks everything.
+PROFILE ?= tutorial
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_FLAGS ?= -q -p no:cacheprovider
+
+.PHONY: setup tables notebooks test test-fast bench lab clean help
+
+help:
+	@echo "make tables [PROFILE=smoke|tutorial|paper]  run every notebook, write results/<profile>/REPORT.md"
+	@echo "make test        unit tests + smoke notebooks + nbval on the committed notebooks"
+	@echo "make test-fast   unit tests + smoke notebooks only (inner loop)"
+	@echo "make notebooks   refresh the committed notebook outputs (tutorial profile)"
+	@echo "make bench       print the speed figures (mask overhead)"
+	@echo "make setup | lab | clean"
+
+# The virtual environment is (re)built when missing or when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+tables: $(STAMP)
+	$(PY) -m tutorial_lib.run --profile $(PROFILE)
+
+notebooks: $(STAMP)
+	$(PY) -m tutorial_lib.run --profile tutorial --in-place
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_FLAGS) tests notebooks --nbval-lax --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg
+
+test-fast: $(STAMP)
+	$(PY) -m pytest $(PYTEST_FLAGS) tests
+
+bench: $(STAMP)
+	$(PY) -m tutorial_lib.bench masks
+
+lab: $(STAMP)
+	$(PY) -m ipykernel install --sys-prefix --name compression-tutorial --display-name "Compression tutorial (.venv)"
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean:
+	rm -rf results .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,35 @@
+import pytest
+import torch
+
+from tutorial_lib import metrics
+from tutorial_lib.models import vgg
+
+
+def test_vgg19_bn_cifar100_has_the_published_parameter_count():
+    model = vgg.VGG(vgg.vgg_signature("vgg19"), num_classes=100)
+    assert metrics.count_parameters(model) == 20_086_692
+
+
+def test_width_scales_channels_and_keeps_at_least_one():
+    sig = vgg.vgg_signature("vgg11", 0.25)
+    assert sig[:3] == [16, "M", 32]
+    assert all(v == "M" or v >= 1 for v in vgg.vgg_signature("vgg19", 1 / 1000))
+
+
+def test_any_signature_builds_and_runs():
+    model = vgg.VGG([3, "M", 1, 5, "M", 2], num_classes=7)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 7)
+    rebuilt = vgg.from_spec(model.spec())
+    rebuilt.load_state_dict(model.state_dict())
+    assert rebuilt.signature == [3, "M", 1, 5, "M", 2]
+
+
+@pytest.mark.parametrize("bad", [[0, "M"], ["M"], [3.5], ["X", 4]])
+def test_bad_signatures_are_rejected(bad):
+    with pytest.raises(ValueError, match="signature"):
+        vgg.VGG(bad)
+
+
+def test_unknown_arch():
+    with pytest.raises(ValueError, match="valid choices: vgg11, vgg13, vgg16, vgg19"):
+        vgg.vgg_signature("vgg20")

@@ -1,0 +1,66 @@
+import pytest
+
+from tutorial_lib import profiles
+
+
+def test_profiles_resolve_with_their_settings():
+    tut = profiles.resolve("tutorial")
+    assert (tut.dataset, tut.arch, tut.width) == ("digits_m", "vgg19", 0.25)
+    assert profiles.resolve("smoke").dataset == "fake"
+
+
+def test_paper_profile_is_the_published_recipe():
+    cfg = profiles.resolve("paper", device="cpu")
+    assert (cfg.dataset, cfg.arch, cfg.width) == ("cifar100", "vgg19", 1.0)
+    assert (cfg.lr, cfg.momentum, cfg.weight_decay, cfg.batch_size) == (0.1, 0.9, 5e-4, 256)
+    assert (cfg.epochs, cfg.milestones, cfg.lr_gamma, cfg.augment) == (164, (81, 122), 0.1, True)
+
+
+def test_none_keeps_the_profile_value_and_overrides_apply():
+    cfg = profiles.resolve("tutorial", epochs=None, seed=3, width=0.5)
+    assert cfg.epochs == profiles.PROFILES["tutorial"]["epochs"]
+    assert (cfg.seed, cfg.width) == (3, 0.5)
+
+
+def test_unknown_profile_lists_valid_ones():
+    with pytest.raises(ValueError, match="valid profiles: smoke, tutorial, paper"):
+        profiles.resolve("fast")
+
+
+def test_unknown_parameter_lists_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) epoch;.*epochs"):
+        profiles.resolve("tutorial", epoch=3)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (dict(epochs=-1), r"'epochs' = -1 is out of range: valid values lie in \[0, 1000\]"),
+        (dict(width=0.0), r"'width' = 0.0 is out of range"),
+        (dict(lr=100.0), r"'lr' = 100.0 is out of range"),
+        (dict(epochs=2.5), "must be a whole number"),
+        (dict(epochs="3"), "must be a whole number"),
+        (dict(augment="yes"), "must be True or False"),
+        (dict(dataset="mnist"), "valid choices: digits, digits_m, cifar10, cifar100, imagenet, fake"),
+        (dict(arch="resnet18"), "valid choices: vgg11, vgg13, vgg16, vgg19"),
+        (dict(device="tpu"), "valid choices: cpu, cuda, cuda:N, auto"),
+        (dict(milestones=[1, -2]), "list of epoch numbers"),
+    ],
+)
+def test_bad_values_are_rejected_with_the_valid_choices(override, message):
+    with pytest.raises(ValueError, match=message):
+        profiles.resolve("tutorial", **override)
+
+
+def test_cuda_is_rejected_when_absent(monkeypatch):
+    monkeypatch.setattr(profiles.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        profiles.resolve("tutorial", device="cuda")
+    assert profiles.resolve("paper").device == "cpu"  # auto falls back to the CPU
+
+
+def test_replace_validates_too():
+    cfg = profiles.resolve("smoke")
+    assert cfg.replace(epochs=2).epochs == 2
+    with pytest.raises(ValueError):
+        cfg.replace(epochs=10**6)

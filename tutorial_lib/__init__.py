@@ -1,0 +1,14 @@
+"""tutorial_lib: the small helper library behind the compression lessons.
+
+Each lesson imports only what it teaches, for example::
+
+    from tutorial_lib import profiles, data, models, masks
+
+The modules hold one concept each: ``profiles`` (settings and their validation),
+``repro`` (seeding), ``data`` (datasets by name), ``models`` (VGG from a signature),
+``masks`` (the learnable binary channel mask), ``train`` (fit/evaluate with checkpoints),
+``cache`` (artifacts computed once per configuration), ``metrics`` (parameters, FLOPs,
+latency), ``tables``/``report`` (published-beside-measured tables and REPORT.md).
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,74 @@
+"""Benchmarks that print figures (median of repeats, threads fixed); tests never time.
+
+    python -m tutorial_lib.bench masks        # training step with masks over the plain model
+    python -m tutorial_lib.bench notebooks    # wall time of each notebook at the tutorial profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from tutorial_lib import masks, models, paths, profiles, repro, run
+
+MASK_STEP_TARGET = 1.10
+
+
+def _step_times(model, x, y, repeats: int, steps: int) -> list[float]:
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    model.train()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+        times.append((time.perf_counter() - start) / steps)
+    return times
+
+
+def masks_overhead(profile: str = "tutorial", repeats: int = 7, steps: int = 5) -> dict:
+    """Median training-step time of the profile's VGG with and without masks (interleaved)."""
+    cfg = profiles.resolve(profile)
+    threads = repro.resolve_threads(cfg.threads)
+    repro.seed_everything(0, threads)
+    plain = models.build(cfg, 10)
+    masked = masks.insert_masks(copy.deepcopy(plain))
+    x, y = torch.randn(cfg.batch_size, 3, 32, 32), torch.randint(0, 10, (cfg.batch_size,))
+    _step_times(plain, x, y, 1, 2), _step_times(masked, x, y, 1, 2)  # warm-up
+    t_plain, t_masked = [], []
+    for _ in range(repeats):  # interleave so that drift in machine load hits both alike
+        t_plain += _step_times(plain, x, y, 1, steps)
+        t_masked += _step_times(masked, x, y, 1, steps)
+    p, m = statistics.median(t_plain), statistics.median(t_masked)
+    return {"profile": profile, "arch": cfg.arch, "width": cfg.width, "batch": cfg.batch_size, "threads": threads,
+            "plain_ms": 1e3 * p, "masked_ms": 1e3 * m, "ratio": m / p, "target": MASK_STEP_TARGET}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["masks", "notebooks"])
+    parser.add_argument("--profile", default="tutorial", choices=list(profiles.PROFILES))
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args(argv)
+    if args.what == "masks":
+        r = masks_overhead(args.profile, args.repeats)
+        print(f"training step, {r['arch']} width {r['width']:g}, batch {r['batch']}, {r['threads']} threads, "
+              f"median of {args.repeats} x 5 steps")
+        print(f"  plain  {r['plain_ms']:8.2f} ms\n  masked {r['masked_ms']:8.2f} ms\n"
+              f"  ratio  {r['ratio']:8.3f} (target <= {r['target']:.2f}: {'met' if r['ratio'] <= r['target'] else 'MISSED'})")
+    else:
+        out = paths.results_dir(args.profile) / "bench"
+        for nb in run.notebooks():
+            seconds = run.execute(nb, args.profile, out / nb.name)
+            print(f"{nb.name}: {seconds:.1f} s at the {args.profile} profile")
+
+
+if __name__ == "__main__":
+    main()

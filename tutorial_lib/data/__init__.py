@@ -1,0 +1,80 @@
+"""Datasets by name: ``load(cfg)`` returns the train and test sets of ``cfg.dataset``.
+
+Embedded (no network, shipped with scikit-learn / scikit-image): ``digits``, ``digits_m``.
+Real (read from a data root, downloaded only when allowed): ``cifar10``, ``cifar100``,
+``imagenet`` (an ImageFolder tree). ``fake`` (torchvision FakeData) serves the smoke
+profile only. A table always names the dataset it was computed on: there is never a
+silent fallback from one dataset to another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A real dataset is missing; the message says where to put it and how to get it."""
+
+
+@dataclass
+class DataBundle:
+    """A dataset's two splits plus what a model and a table need to know about it."""
+
+    name: str
+    train: Dataset
+    test: Dataset
+    num_classes: int
+    image_size: int
+    description: str
+    in_channels: int = 3
+
+
+_REGISTRY: dict[str, Callable[..., DataBundle]] = {}
+
+
+def register(name: str) -> Callable:
+    """Decorator: make a dataset builder available under ``name``."""
+
+    def wrap(fn: Callable[..., DataBundle]) -> Callable[..., DataBundle]:
+        _REGISTRY[name] = fn
+        return fn
+
+    return wrap
+
+
+def names() -> list[str]:
+    """Every dataset name ``load`` accepts."""
+    return list(_REGISTRY)
+
+
+def load(cfg) -> DataBundle:
+    """Build ``cfg.dataset`` with the profile's limits applied (first N images of a split)."""
+    if cfg.dataset not in _REGISTRY:
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; valid choices: {', '.join(names())}")
+    bundle = _REGISTRY[cfg.dataset](cfg)
+    if cfg.train_limit is not None and cfg.train_limit < len(bundle.train):
+        bundle.train = Subset(bundle.train, range(cfg.train_limit))
+    if cfg.test_limit is not None and cfg.test_limit < len(bundle.test):
+        bundle.test = Subset(bundle.test, range(cfg.test_limit))
+    return bundle
+
+
+def loaders(bundle: DataBundle, cfg, generator: torch.Generator | None = None) -> tuple[DataLoader, DataLoader]:
+    """Shuffled training loader (seeded by ``generator``) and ordered test loader."""
+    if generator is None:
+        generator = torch.Generator().manual_seed(cfg.seed)
+    train = DataLoader(
+        bundle.train, batch_size=cfg.batch_size, shuffle=True, generator=generator,
+        num_workers=cfg.num_workers, drop_last=False,
+    )
+    test = DataLoader(bundle.test, batch_size=max(cfg.batch_size, 256), shuffle=False, num_workers=cfg.num_workers)
+    return train, test
+
+
+# Builders register themselves on import.
+from tutorial_lib.data import digits as _digits  # noqa: E402,F401
+from tutorial_lib.data import vision as _vision  # noqa: E402,F401

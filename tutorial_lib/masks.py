@@ -1,0 +1,237 @@
+"""The learnable binary channel mask (straight-through estimator) and its bookkeeping.
+
+One real-valued parameter ``m`` per output channel, shape ``(1, C, 1, 1)``, initialised
+``m ~ U[0, 0.01)`` so every mask starts at 1. Forward: ``b = 1[sigmoid(m) > 0.5]`` and the
+layer output is multiplied by ``b``. A hard threshold has zero gradient almost everywhere,
+so the backward pass is *straight-through*: ``dL/dm = dL/db * sigmoid'(m)``, as in the
+group's public code. ``insert_masks`` puts one mask after every convolution of any
+traceable model (after its BN and activation), and the functions below read which
+channels are kept and what the kept model would cost.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pandas as pd
+import torch
+from torch import fx, nn
+
+from tutorial_lib import graph, metrics
+
+
+class StraightThroughStep(torch.autograd.Function):
+    """``b = 1[sigmoid(m) > 0.5]`` forward; ``dL/dm = dL/db * sigmoid'(m)`` backward."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(logits)
+        return (torch.sigmoid(logits) > 0.5).to(logits.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
+        (logits,) = ctx.saved_tensors
+        s = torch.sigmoid(logits)
+        return grad_output * s * (1 - s)
+
+
+def binarize(logits: torch.Tensor) -> torch.Tensor:
+    """The binary mask of ``logits``, differentiable through the straight-through estimator."""
+    return StraightThroughStep.apply(logits)
+
+
+class ChannelMask(nn.Module):
+    """Multiplies each channel of its input by a learnable binary gate ``b`` in {0, 1}."""
+
+    def __init__(self, channels: int, init_high: float = 0.01, layer: str = ""):
+        super().__init__()
+        if channels < 1:
+            raise ValueError(f"a mask needs at least one channel, got {channels}")
+        self.layer = layer  # the convolution this mask switches channels of
+        self.logits = nn.Parameter(torch.empty(1, channels, 1, 1).uniform_(0.0, init_high))
+
+    @property
+    def channels(self) -> int:
+        return self.logits.shape[1]
+
+    def binary(self) -> torch.Tensor:
+        """``b`` with straight-through gradient, shape ``(1, C, 1, 1)``."""
+        return binarize(self.logits)
+
+    def kept(self) -> torch.Tensor:
+        """Boolean vector of the channels that are switched on."""
+        return (torch.sigmoid(self.logits.detach()) > 0.5).flatten()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.binary()
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, layer={self.layer!r}"
+
+
+def _is_mask(module) -> bool:
+    return isinstance(module, ChannelMask)
+
+
+def insert_masks(model: nn.Module, init_high: float = 0.01) -> fx.GraphModule:
+    """A traced copy of ``model`` with a :class:`ChannelMask` after every ``Conv2d``.
+
+    The mask goes after the conv's BN and zero-preserving activation (conv -> BN -> ReLU
+    -> mask); since ReLU(0) = 0 this is the same as masking the BN output. The returned
+    module shares its weights with ``model``; masks live under ``.masks``.
+    """
+    if masks_of(model):
+        raise ValueError("this model already has channel masks")
+    gm = graph.trace(model)
+    for node in list(gm.graph.nodes):
+        conv = graph.module_of(gm, node)
+        if not isinstance(conv, nn.Conv2d):
+            continue
+        site = graph.mask_site(gm, node)
+        name = "masks." + node.target.replace(".", "_")
+        gm.add_submodule(name, ChannelMask(conv.out_channels, init_high, layer=node.target))
+        with gm.graph.inserting_after(site):
+            mask_node = gm.graph.call_module(name, (site,))
+        site.replace_all_uses_with(mask_node, delete_user_cb=lambda user: user is not mask_node)
+    gm.graph.lint()
+    gm.recompile()
+    return gm
+
+
+def masks_of(model: nn.Module) -> dict[str, ChannelMask]:
+    """The masks of ``model`` keyed by the convolution they belong to, in graph order."""
+    return {m.layer: m for m in model.modules() if _is_mask(m)}
+
+
+def mask_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return [m.logits for m in masks_of(model).values()]
+
+
+def weight_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Every parameter except the mask logits (what a packed model keeps)."""
+    ids = {id(p) for p in mask_parameters(model)}
+    return [p for p in model.parameters() if id(p) not in ids]
+
+
+def sparsity_layer_mean(model: nn.Module) -> torch.Tensor:
+    """Mean over layers of the mean |b| per layer: every layer weighs the same (classification code)."""
+    bs = [m.binary().abs().mean() for m in masks_of(model).values()]
+    return torch.stack(bs).mean()
+
+
+def sparsity_filter_sum(model: nn.Module) -> torch.Tensor:
+    """Sum of |b| over all filters, un-normalised: wide layers weigh more (monodepth paper)."""
+    return torch.stack([m.binary().abs().sum() for m in masks_of(model).values()]).sum()
+
+
+SPARSITY_LOSSES: dict[str, Callable[[nn.Module], torch.Tensor]] = {
+    "layer_mean": sparsity_layer_mean,
+    "filter_sum": sparsity_filter_sum,
+}
+
+
+def sparsity_loss(model: nn.Module, kind: str = "layer_mean") -> torch.Tensor:
+    """The mask term by name (see ``SPARSITY_LOSSES``)."""
+    if kind not in SPARSITY_LOSSES:
+        raise ValueError(f"unknown mask loss {kind!r}; valid choices: {', '.join(SPARSITY_LOSSES)}")
+    if not masks_of(model):
+        raise ValueError("the model has no channel masks: call insert_masks(model) first")
+    return SPARSITY_LOSSES[kind](model)
+
+
+def kept_channels(model: nn.Module) -> pd.DataFrame:
+    """One row per masked layer: ``layer``, ``kept``, ``total``, ``kept_pct``."""
+    rows = [
+        {"layer": name, "kept": int(m.kept().sum()), "total": m.channels}
+        for name, m in masks_of(model).items()
+    ]
+    df = pd.DataFrame(rows, columns=["layer", "kept", "total"])
+    df["kept_pct"] = (100 * df["kept"] / df["total"]).round(1)
+    return df
+
+
+def _channel_fractions(gm: fx.GraphModule) -> dict[str, tuple[float, float]]:
+    """For each conv / BN / linear module: (kept fraction of inputs, kept fraction of outputs)."""
+    by_mask_name = {name: m for name, m in gm.named_modules() if _is_mask(m)}
+    by_layer = masks_of(gm)
+
+    def frac(mask: ChannelMask | None) -> float:
+        return 1.0 if mask is None else float(mask.kept().float().mean())
+
+    fractions: dict[str, tuple[float, float]] = {}
+    for node in gm.graph.nodes:
+        mod = graph.module_of(gm, node)
+        if isinstance(mod, (nn.Conv2d, nn.Linear)):
+            source = graph.source_mask(gm, node, _is_mask)
+            fin = frac(by_mask_name.get(source))
+            fout = frac(by_layer.get(node.target)) if isinstance(mod, nn.Conv2d) else 1.0
+            fractions[node.target] = (fin, fout)
+        elif isinstance(mod, nn.BatchNorm2d):
+            producer = node.args[0]
+            fractions[node.target] = (1.0, frac(by_layer.get(producer.target)) if producer.op == "call_module" else 1.0)
+    return fractions
+
+
+def estimate(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, float]:
+    """Parameters and FLOPs of the model with masked-off channels removed, and of the full one.
+
+    Mask logits are not counted (they are dropped when the model is packed). FLOPs come from
+    ``torch.utils.flop_counter`` per layer, scaled by the kept input and output fractions.
+    """
+    gm = graph.trace(model)
+    fractions = _channel_fractions(gm)
+    mask_ids = {id(p) for p in mask_parameters(gm)}
+    params_total = sum(p.numel() for p in gm.parameters() if id(p) not in mask_ids)
+    params_kept = 0.0
+    counted: set[int] = set()
+    for name, mod in gm.named_modules():
+        if name in fractions:
+            fin, fout = fractions[name]
+            for pname, p in mod.named_parameters(recurse=False):
+                # weights scale with kept inputs and outputs; biases and BN affine with outputs
+                scale = fout if (pname == "bias" or isinstance(mod, nn.BatchNorm2d)) else fin * fout
+                params_kept += p.numel() * scale
+                counted.add(id(p))
+    params_kept += sum(p.numel() for p in gm.parameters() if id(p) not in counted and id(p) not in mask_ids)
+    per_layer = metrics.flops_per_module(gm, input_shape)
+    flops_total = sum(per_layer.values())
+    flops_kept = sum(f * fractions.get(name, (1.0, 1.0))[0] * fractions.get(name, (1.0, 1.0))[1]
+                     for name, f in per_layer.items())
+    return {
+        "params_kept": int(round(params_kept)), "params_total": int(params_total),
+        "flops_kept": int(round(flops_kept)), "flops_total": int(flops_total),
+    }
+
+
+def gradient_check(logits: torch.Tensor, x: torch.Tensor, eps: float = 1e-4) -> dict[str, float]:
+    """Check the straight-through gradient numerically, for ``L = sum((x * b)^2) / 2``.
+
+    Returns the largest finite-difference derivative of the *true* (thresholded) loss with
+    respect to ``m`` (zero: a step has no slope), and the largest gap between the
+    straight-through gradient and ``dL/db * sigmoid'(m)`` computed by central differences.
+    """
+    logits = logits.detach().double().clone().requires_grad_(True)
+    x = x.detach().double()
+
+    def loss_of_b(b: torch.Tensor) -> torch.Tensor:
+        return 0.5 * ((x * b) ** 2).sum()
+
+    loss_of_b(binarize(logits)).backward()
+    ste = logits.grad.clone()
+    with torch.no_grad():
+        b = (torch.sigmoid(logits) > 0.5).double()
+        true_slope = torch.zeros_like(logits)
+        dl_db = torch.zeros_like(logits)
+        dsig = torch.zeros_like(logits)
+        for i in range(logits.numel()):
+            step = torch.zeros_like(logits).flatten()
+            step[i] = eps
+            step = step.view_as(logits)
+            hard = lambda m: loss_of_b((torch.sigmoid(m) > 0.5).double())  # noqa: E731
+            true_slope.view(-1)[i] = (hard(logits + step) - hard(logits - step)) / (2 * eps)
+            dl_db.view(-1)[i] = (loss_of_b(b + step) - loss_of_b(b - step)) / (2 * eps)
+            dsig.view(-1)[i] = ((torch.sigmoid(logits + step) - torch.sigmoid(logits - step)) / (2 * eps)).view(-1)[i]
+    return {
+        "max_true_slope": float(true_slope.abs().max()),
+        "max_ste_error": float((ste - dl_db * dsig).abs().max()),
+    }

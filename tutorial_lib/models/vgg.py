@@ -1,0 +1,94 @@
+"""CIFAR-style VGG (11/13/16/19) with batch norm, built from a *signature*.
+
+A signature lists the output channels of every 3x3 convolution in order, with ``"M"``
+for a 2x2 max-pool, e.g. ``[64, 64, "M", 128, ...]``. The network is
+conv3x3(bias) -> BN -> ReLU per entry, then a global average pool and one Linear, as in
+the group's public CIFAR code. Because the signature is all a VGG needs, a pruned model
+is rebuilt from its kept channel counts alone. At width 1 with 100 classes VGG19-BN has
+20,086,692 parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import torch
+from torch import nn
+
+Signature = list[Union[int, str]]
+
+VGG_SIGNATURES: dict[str, Signature] = {
+    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+              512, 512, 512, 512, "M"],
+}
+
+
+def vgg_signature(arch: str, width: float = 1.0) -> Signature:
+    """The signature of ``arch`` with every channel count scaled by ``width`` (at least 1)."""
+    if arch not in VGG_SIGNATURES:
+        raise ValueError(f"unknown VGG {arch!r}; valid choices: {', '.join(VGG_SIGNATURES)}")
+    if width <= 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    return [v if v == "M" else max(1, int(round(v * width))) for v in VGG_SIGNATURES[arch]]
+
+
+def _check_signature(signature: Sequence[Union[int, str]]) -> Signature:
+    sig = list(signature)
+    bad = [v for v in sig if not (v == "M" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1))]
+    if bad or not any(v != "M" for v in sig):
+        raise ValueError(f"a VGG signature is a list of channel counts >= 1 and 'M' for max-pool; got {signature!r}")
+    return sig
+
+
+class VGG(nn.Module):
+    """VGG with batch norm from a signature; ``features`` then global pool and ``classifier``."""
+
+    def __init__(self, signature: Sequence[Union[int, str]], num_classes: int = 100, in_channels: int = 3):
+        super().__init__()
+        self.signature: Signature = _check_signature(signature)
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for v in self.signature:
+            if v == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            else:
+                layers += [nn.Conv2d(channels, v, kernel_size=3, padding=1), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
+                channels = v
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(channels, num_classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = torch.flatten(self.pool(x), 1)
+        return self.classifier(x)
+
+    def spec(self) -> dict:
+        """What is needed to rebuild this model: stored beside every checkpoint."""
+        return {"class": "VGG", "signature": self.signature, "num_classes": self.num_classes,
+                "in_channels": self.in_channels}
+
+
+def from_spec(spec: dict) -> nn.Module:
+    """Rebuild a model from :meth:`VGG.spec` (weights come from the state dict)."""
+    if spec.get("class") != "VGG":
+        raise ValueError(f"cannot rebuild a model of class {spec.get('class')!r}; known: VGG")
+    return VGG(spec["signature"], num_classes=spec["num_classes"], in_channels=spec.get("in_channels", 3))

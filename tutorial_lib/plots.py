@@ -1,0 +1,52 @@
+"""The lessons' figures, one function each, so a notebook cell stays one line long."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+import torch
+
+from tutorial_lib import masks
+
+
+def straight_through(low: float = -6.0, high: float = 6.0, points: int = 241):
+    """Forward (b = step(sigmoid(m))) versus backward (dL/dm for dL/db = 1) of the mask."""
+    m = torch.linspace(low, high, points, requires_grad=True)
+    b = masks.binarize(m)
+    b.sum().backward()
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    ax[0].plot(m.detach(), b.detach(), label="forward: b = 1[sigmoid(m) > 0.5]")
+    ax[0].plot(m.detach(), torch.sigmoid(m).detach(), "--", label="sigmoid(m)")
+    ax[0].set(xlabel="mask logit m", ylabel="value", title="forward")
+    ax[1].plot(m.detach(), m.grad, color="C2", label="straight-through: sigmoid'(m)")
+    ax[1].axhline(0, color="C3", ls=":", label="true slope of the step: 0")
+    ax[1].set(xlabel="mask logit m", ylabel="dL/dm when dL/db = 1", title="backward")
+    for a in ax:
+        a.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def kept_channels(table: pd.DataFrame, title: str = "channels kept per layer"):
+    """Bars of total versus kept channels for each masked layer (``masks.kept_channels``)."""
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    x = range(len(table))
+    ax.bar(x, table["total"], color="lightgrey", label="total")
+    ax.bar(x, table["kept"], color="C0", label="kept")
+    ax.set_xticks(list(x), [f"conv{i + 1}" for i in x], rotation=60, fontsize=8)
+    ax.set(ylabel="channels", title=title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(history: pd.DataFrame, columns: list[str], title: str = ""):
+    """One panel per history column against the epoch."""
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.4 * len(columns), 3.0), squeeze=False)
+    for ax, col in zip(axes[0], columns):
+        sns.lineplot(data=history, x="epoch", y=col, marker="o", ax=ax)
+        ax.set(title=col)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,1 @@
+"""Pruning with learnable binary masks: training the masks jointly with the weights."""

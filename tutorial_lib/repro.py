@@ -1,0 +1,36 @@
+"""Seeding and deterministic mode: the same profile and seed give the same table."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int, threads: int | None = None) -> torch.Generator:
+    """Seed Python, NumPy and torch, switch torch to deterministic kernels, fix the threads.
+
+    The thread count is part of reproducibility: CPU reductions split work by thread, so
+    a different count can change the last bits of a sum. Returns a ``torch.Generator``
+    seeded with ``seed`` for data shuffling.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    if threads is not None:
+        torch.set_num_threads(threads)
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
+
+
+def resolve_threads(threads: int) -> int:
+    """The threads that will really be used: never more than this machine's cores."""
+    return max(1, min(threads, os.cpu_count() or 1))

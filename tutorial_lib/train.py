@@ -1,0 +1,118 @@
+"""Fit and evaluate, with tqdm progress and a checkpoint after every epoch.
+
+``fit`` resumes from the last checkpoint in ``checkpoint_dir`` when one is there, so a run
+killed mid-training continues where it stopped (model, optimizer, scheduler, RNG and
+data-order states are all restored).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from tutorial_lib import checkpoint, data, repro
+
+Regularizer = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, device: str = "cpu") -> dict[str, float]:
+    """Top-1 accuracy (%), mean cross-entropy, and the counts they come from."""
+    model.eval()
+    correct, total, loss = 0, 0, 0.0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        out = model(x)
+        loss += F.cross_entropy(out, y, reduction="sum").item()
+        correct += (out.argmax(1) == y).sum().item()
+        total += y.numel()
+    return {"accuracy": 100.0 * correct / max(total, 1), "loss": loss / max(total, 1),
+            "correct": correct, "total": total}
+
+
+def sgd(params, cfg, lr: float | None = None) -> torch.optim.Optimizer:
+    """SGD with the profile's momentum and weight decay."""
+    return torch.optim.SGD(params, lr=lr or cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def fit(
+    model: nn.Module,
+    bundle: data.DataBundle,
+    cfg,
+    epochs: int | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler=None,
+    regularizer: Regularizer | None = None,
+    on_epoch_end: Callable[[nn.Module], dict] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    desc: str = "train",
+) -> pd.DataFrame:
+    """Train ``model`` with cross-entropy (+ ``regularizer`` terms) and return one row per epoch.
+
+    ``regularizer(model, x, y, logits)`` returns named loss terms added to the task loss
+    (for example ``{"mask": lambda * sparsity}``); each is logged per epoch. The default
+    optimizer is the profile's SGD with a MultiStepLR at ``cfg.milestones``.
+    """
+    epochs = cfg.epochs if epochs is None else epochs
+    device = cfg.device
+    generator = repro.seed_everything(cfg.seed, repro.resolve_threads(cfg.threads))
+    model.to(device)
+    optimizer = optimizer or sgd(model.parameters(), cfg)
+    if scheduler is None:
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.milestones), cfg.lr_gamma)
+    train_loader, test_loader = data.loaders(bundle, cfg, generator)
+    history: list[dict] = []
+    start = 0
+    last = Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None
+    if last is not None and last.exists():
+        state = checkpoint.load(last, model, map_location=device)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        generator.set_state(state["generator"])
+        history, start = state["meta"]["history"], state["meta"]["epoch"]
+    steps = 0
+    for epoch in range(start, epochs):
+        model.train()
+        t0 = time.perf_counter()
+        sums: dict[str, float] = {}
+        seen = 0
+        for x, y in tqdm(train_loader, desc=f"{desc} {epoch + 1}/{epochs}", leave=False, mininterval=2.0):
+            x, y = x.to(device), y.to(device)
+            logits = model(x)
+            terms = {"task": F.cross_entropy(logits, y)}
+            if regularizer is not None:
+                terms.update(regularizer(model, x, y, logits))
+            loss = sum(terms.values())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v.item() * y.numel()
+            seen += y.numel()
+            steps += 1
+            if cfg.max_steps is not None and steps >= cfg.max_steps:
+                break
+        scheduler.step()
+        row = {"epoch": epoch + 1, **{f"loss_{k}": v / max(seen, 1) for k, v in sums.items()},
+               "test_accuracy": evaluate(model, test_loader, device)["accuracy"],
+               "epoch_seconds": time.perf_counter() - t0}
+        if on_epoch_end is not None:
+            row.update(on_epoch_end(model))
+        history.append(row)
+        if last is not None:
+            checkpoint.save(
+                last, model,
+                state={"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                       "rng": torch.get_rng_state(), "generator": generator.get_state()},
+                meta={"epoch": epoch + 1, "history": history, "config": cfg.to_dict()},
+            )
+    return pd.DataFrame(history)
