@@ -43,12 +43,13 @@ def binarize(logits: torch.Tensor) -> torch.Tensor:
 class ChannelMask(nn.Module):
     """Multiplies each channel of its input by a learnable binary gate ``b`` in {0, 1}."""
 
-    def __init__(self, channels: int, init_high: float = 0.01, layer: str = ""):
+    def __init__(self, channels: int, init_high: float = 0.01, layer: str = "",
+                 generator: torch.Generator | None = None):
         super().__init__()
         if channels < 1:
             raise ValueError(f"a mask needs at least one channel, got {channels}")
         self.layer = layer  # the convolution this mask switches channels of
-        self.logits = nn.Parameter(torch.empty(1, channels, 1, 1).uniform_(0.0, init_high))
+        self.logits = nn.Parameter(torch.rand(1, channels, 1, 1, generator=generator) * init_high)
 
     @property
     def channels(self) -> int:
@@ -73,15 +74,17 @@ def _is_mask(module) -> bool:
     return isinstance(module, ChannelMask)
 
 
-def insert_masks(model: nn.Module, init_high: float = 0.01) -> fx.GraphModule:
+def insert_masks(model: nn.Module, init_high: float = 0.01, seed: int = 0) -> fx.GraphModule:
     """A traced copy of ``model`` with a :class:`ChannelMask` after every ``Conv2d``.
 
     The mask goes after the conv's BN and zero-preserving activation (conv -> BN -> ReLU
     -> mask); since ReLU(0) = 0 this is the same as masking the BN output. The returned
-    module shares its weights with ``model``; masks live under ``.masks``.
+    module shares its weights with ``model``; masks live under ``.masks``. Their initial
+    logits are drawn from ``seed``, so the same call gives the same masks.
     """
     if masks_of(model):
         raise ValueError("this model already has channel masks")
+    generator = torch.Generator().manual_seed(seed)
     gm = graph.trace(model)
     for node in list(gm.graph.nodes):
         conv = graph.module_of(gm, node)
@@ -89,7 +92,7 @@ def insert_masks(model: nn.Module, init_high: float = 0.01) -> fx.GraphModule:
             continue
         site = graph.mask_site(gm, node)
         name = "masks." + node.target.replace(".", "_")
-        gm.add_submodule(name, ChannelMask(conv.out_channels, init_high, layer=node.target))
+        gm.add_submodule(name, ChannelMask(conv.out_channels, init_high, node.target, generator))
         with gm.graph.inserting_after(site):
             mask_node = gm.graph.call_module(name, (site,))
         site.replace_all_uses_with(mask_node, delete_user_cb=lambda user: user is not mask_node)

@@ -1,0 +1,15 @@
+from tutorial_lib import bench, metrics, models, profiles
+
+
+def test_mask_overhead_benchmark_reports_its_figures():
+    r = bench.masks_overhead("smoke", repeats=1, steps=1)
+    assert r["plain_ms"] > 0 and r["masked_ms"] > 0
+    assert r["ratio"] == r["masked_ms"] / r["plain_ms"] and r["target"] == 1.10
+    assert r["threads"] >= 1
+
+
+def test_latency_measurement_reports_its_conditions():
+    cfg = profiles.resolve("smoke")
+    lat = metrics.measure_latency(models.build(cfg, 10), (2, 3, 32, 32), threads=1, min_run_time=0.05)
+    assert lat.median_ms > 0 and lat.batch_size == 2 and lat.threads == 1
+    assert lat.platform.startswith("torch-cpu-1t")

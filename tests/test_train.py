@@ -1,0 +1,95 @@
+import json
+
+import pytest
+import torch
+
+from fixtures import write_cifar100
+from tutorial_lib import cache, checkpoint, data, masks, models, profiles, train
+from tutorial_lib.pruning import joint
+
+
+def _fit(cfg, folder=None, epochs=None):
+    bundle = data.load(cfg)
+    model = models.build(cfg, bundle.num_classes)
+    history = train.fit(model, bundle, cfg, epochs=epochs, checkpoint_dir=folder)
+    return model, history
+
+
+def test_same_seed_same_weights_and_history(smoke_cfg):
+    a, ha = _fit(smoke_cfg.replace(epochs=2))
+    b, hb = _fit(smoke_cfg.replace(epochs=2))
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert ha.drop(columns="epoch_seconds").equals(hb.drop(columns="epoch_seconds"))
+    c, _ = _fit(smoke_cfg.replace(epochs=2, seed=1))
+    assert not torch.equal(a.classifier.weight, c.classifier.weight)
+
+
+def test_interrupted_run_resumes_to_the_same_result(smoke_cfg, tmp_path):
+    cfg = smoke_cfg.replace(epochs=3)
+    straight, h_straight = _fit(cfg, tmp_path / "straight")
+    _fit(cfg, tmp_path / "resumed", epochs=2)  # "crash" after epoch 2: only last.pt remains
+    assert json.loads((tmp_path / "resumed" / "last.json").read_text())["epoch"] == 2
+    resumed, h_resumed = _fit(cfg, tmp_path / "resumed")
+    assert list(h_resumed["epoch"]) == [1, 2, 3]
+    for (k, p), q in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(p, q), k
+    assert h_straight["test_accuracy"].tolist() == h_resumed["test_accuracy"].tolist()
+
+
+def test_checkpoint_round_trip_and_mismatch(tmp_path):
+    model = models.VGG([4, "M", 6], num_classes=3)
+    path = checkpoint.save(tmp_path / "m.pt", model, meta={"note": "x"})
+    other = models.VGG([4, "M", 6], num_classes=3)
+    state = checkpoint.load(path, other)
+    assert state["meta"]["note"] == "x" and state["meta"]["spec"]["signature"] == [4, "M", 6]
+    assert torch.equal(other.classifier.weight, model.classifier.weight)
+    with pytest.raises(checkpoint.CheckpointMismatchError, match=r"saved for .*\[4, 'M', 6\]"):
+        checkpoint.load(path, models.VGG([5, "M", 6], num_classes=3))
+    masked = masks.insert_masks(models.VGG([4, "M", 6], num_classes=3))
+    with pytest.raises(checkpoint.CheckpointMismatchError, match="not in model|Missing in checkpoint"):
+        checkpoint.load(path, masked)
+    with pytest.raises(FileNotFoundError):
+        checkpoint.load(tmp_path / "none.pt", model)
+
+
+def test_cache_trains_once(smoke_cfg):
+    bundle = data.load(smoke_cfg)
+    calls = []
+
+    def trainer(model, folder):
+        calls.append(folder)
+        return train.fit(model, bundle, smoke_cfg, checkpoint_dir=folder)
+
+    build = lambda: models.build(smoke_cfg, bundle.num_classes)  # noqa: E731
+    first, h1 = cache.get_or_train("baseline", smoke_cfg, build, trainer)
+    second, h2 = cache.get_or_train("baseline", smoke_cfg, build, trainer)
+    assert len(calls) == 1
+    assert torch.equal(first.classifier.weight, second.classifier.weight)
+    assert h1["test_accuracy"].tolist() == h2["test_accuracy"].tolist()
+    assert cache.key(smoke_cfg) != cache.key(smoke_cfg.replace(seed=5))
+    assert cache.key(smoke_cfg) == cache.key(smoke_cfg.replace(num_workers=2))
+
+
+def test_mask_run_closes_gates(smoke_cfg):
+    cfg = smoke_cfg.replace(mask_epochs=2, mask_lambda=50.0, mask_lr=1.0)
+    bundle = data.load(cfg)
+    masked = masks.insert_masks(models.build(cfg, bundle.num_classes))
+    history = joint.train_masks(masked, bundle, cfg)
+    assert list(history.columns[:3]) == ["epoch", "loss_task", "loss_mask"]
+    assert history["kept_channels_pct"].iloc[-1] < 100.0
+    with pytest.raises(ValueError, match="insert_masks"):
+        joint.train_masks(models.build(cfg, 10), bundle, cfg)
+
+
+def test_paper_profile_code_path_runs_a_few_steps(tmp_path):
+    """The published recipe (augmentation, SGD, MultiStepLR, CIFAR-100 loader) on a fixture."""
+    write_cifar100(tmp_path, n_train=24, n_test=8)
+    cfg = profiles.resolve("paper", data_root=str(tmp_path), device="cpu", width=1 / 32, batch_size=8,
+                           epochs=1, max_steps=2, num_workers=0, mask_epochs=1)
+    bundle = data.load(cfg)
+    model = models.build(cfg, bundle.num_classes)
+    history = train.fit(model, bundle, cfg, checkpoint_dir=tmp_path / "ckpt")
+    assert model.classifier.out_features == 100
+    assert len(history) == 1 and torch.isfinite(torch.tensor(history["loss_task"].iloc[0]))
+    masked = masks.insert_masks(model)
+    assert len(joint.train_masks(masked, bundle, cfg)) == 1
