@@ -61,13 +61,16 @@ def test_cache_trains_once(smoke_cfg):
         return train.fit(model, bundle, smoke_cfg, checkpoint_dir=folder)
 
     build = lambda: models.build(smoke_cfg, bundle.num_classes)  # noqa: E731
-    first, h1 = cache.get_or_train("baseline", smoke_cfg, build, trainer)
-    second, h2 = cache.get_or_train("baseline", smoke_cfg, build, trainer)
+    fields = profiles.BASELINE_FIELDS
+    first, h1 = cache.get_or_train("baseline", smoke_cfg, build, trainer, fields)
+    second, h2 = cache.get_or_train("baseline", smoke_cfg, build, trainer, fields)
     assert len(calls) == 1
     assert torch.equal(first.classifier.weight, second.classifier.weight)
     assert h1["test_accuracy"].tolist() == h2["test_accuracy"].tolist()
-    assert cache.key(smoke_cfg) != cache.key(smoke_cfg.replace(seed=5))
-    assert cache.key(smoke_cfg) == cache.key(smoke_cfg.replace(num_workers=2))
+    third, _ = cache.baseline(smoke_cfg.replace(prune_lambda=7.0), bundle)  # a lesson-02 setting: same baseline
+    assert torch.equal(first.classifier.weight, third.classifier.weight) and len(calls) == 1
+    assert cache.key(smoke_cfg, fields) != cache.key(smoke_cfg.replace(seed=5), fields)
+    assert cache.key(smoke_cfg, fields) == cache.key(smoke_cfg.replace(num_workers=2, prune_lambda=3.0), fields)
 
 
 def test_mask_run_closes_gates(smoke_cfg):

@@ -11,26 +11,23 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import pandas as pd
 from torch import nn
 
 from tutorial_lib import checkpoint, paths
 
-# Settings that do not change what is learned.
-_NOT_HASHED = {"device", "num_workers", "data_root", "download"}
-
-
-def key(cfg, **extra) -> str:
-    """A short hash of the configuration (and any extra settings) that produced an artifact."""
-    settings = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_HASHED}
+def key(cfg, fields: Iterable[str], **extra) -> str:
+    """A short hash of the settings ``fields`` of ``cfg`` (and any extra settings) that
+    produced an artifact; settings outside ``fields`` do not invalidate it."""
+    settings = {k: getattr(cfg, k) for k in fields}
     blob = json.dumps({**settings, **extra}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def entry_dir(name: str, cfg, **extra) -> Path:
-    return paths.results_dir(cfg.profile) / "cache" / f"{name}-{key(cfg, **extra)}"
+def entry_dir(name: str, cfg, fields: Iterable[str], **extra) -> Path:
+    return paths.results_dir(cfg.profile) / "cache" / f"{name}-{key(cfg, fields, **extra)}"
 
 
 def get_or_train(
@@ -38,14 +35,15 @@ def get_or_train(
     cfg,
     build: Callable[[], nn.Module],
     train: Callable[[nn.Module, Path], pd.DataFrame],
+    fields: Iterable[str],
     **extra,
 ) -> tuple[nn.Module, pd.DataFrame]:
     """Return ``(model, history)``: loaded from the cache, or built, trained and stored.
 
     ``train(model, folder)`` trains in place, checkpointing into ``folder`` (so it resumes),
-    and returns the per-epoch history.
+    and returns the per-epoch history. ``fields`` names the settings the result depends on.
     """
-    folder = entry_dir(name, cfg, **extra)
+    folder = entry_dir(name, cfg, fields, **extra)
     final = folder / "final.pt"
     model = build()
     if final.exists():
@@ -55,3 +53,14 @@ def get_or_train(
     history = train(model, folder)
     checkpoint.save(final, model, meta={"history": history.to_dict("records"), "config": cfg.to_dict(), **extra})
     return model, history
+
+
+def baseline(cfg, bundle) -> tuple[nn.Module, pd.DataFrame]:
+    """The profile's trained baseline, shared by every lesson: trained by the first that asks."""
+    from tutorial_lib import models, profiles, train
+
+    return get_or_train(
+        "baseline", cfg, build=lambda: models.build(cfg, bundle.num_classes),
+        train=lambda model, folder: train.fit(model, bundle, cfg, checkpoint_dir=folder, desc="baseline"),
+        fields=profiles.BASELINE_FIELDS,
+    )

@@ -90,3 +90,16 @@ def source_mask(gm: fx.GraphModule, node: fx.Node, is_mask) -> str | None:
             return None
         current = current.args[0] if current.args else None
     return None
+
+
+def producer(gm: fx.GraphModule, node: fx.Node, types: tuple[type, ...]) -> fx.Node | None:
+    """The nearest node before ``node`` (through channel-preserving operations) whose module
+    is one of ``types``, e.g. the convolution that a batch norm normalises."""
+    current = node.args[0] if node.args else None
+    while isinstance(current, fx.Node):
+        if isinstance(module_of(gm, current), types):
+            return current
+        if not is_channel_preserving(gm, current):
+            return None
+        current = current.args[0] if current.args else None
+    return None

@@ -86,6 +86,8 @@ def insert_masks(model: nn.Module, init_high: float = 0.01, seed: int = 0) -> fx
         raise ValueError("this model already has channel masks")
     generator = torch.Generator().manual_seed(seed)
     gm = graph.trace(model)
+    spec = getattr(model, "spec", None)
+    gm.meta["source_spec"] = spec() if callable(spec) else None  # what packing rebuilds
     for node in list(gm.graph.nodes):
         conv = graph.module_of(gm, node)
         if not isinstance(conv, nn.Conv2d):
@@ -175,11 +177,12 @@ def _channel_fractions(gm: fx.GraphModule) -> dict[str, tuple[float, float]]:
     return fractions
 
 
-def estimate(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, float]:
+def estimate(model: nn.Module, input_shape: tuple[int, ...], flops: bool = True) -> dict[str, float]:
     """Parameters and FLOPs of the model with masked-off channels removed, and of the full one.
 
     Mask logits are not counted (they are dropped when the model is packed). FLOPs come from
-    ``torch.utils.flop_counter`` per layer, scaled by the kept input and output fractions.
+    ``torch.utils.flop_counter`` per layer, scaled by the kept input and output fractions
+    (skipped with ``flops=False``, for searches that only need parameters).
     """
     gm = graph.trace(model)
     fractions = _channel_fractions(gm)
@@ -196,6 +199,8 @@ def estimate(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, float]
                 params_kept += p.numel() * scale
                 counted.add(id(p))
     params_kept += sum(p.numel() for p in gm.parameters() if id(p) not in counted and id(p) not in mask_ids)
+    if not flops:
+        return {"params_kept": int(round(params_kept)), "params_total": int(params_total)}
     per_layer = metrics.flops_per_module(gm, input_shape)
     flops_total = sum(per_layer.values())
     flops_kept = sum(f * fractions.get(name, (1.0, 1.0))[0] * fractions.get(name, (1.0, 1.0))[1]
@@ -204,6 +209,14 @@ def estimate(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, float]
         "params_kept": int(round(params_kept)), "params_total": int(params_total),
         "flops_kept": int(round(flops_kept)), "flops_total": int(flops_total),
     }
+
+
+def set_pattern(model: nn.Module, keep: dict[str, torch.Tensor]) -> None:
+    """Open exactly the channels in ``keep`` (layer -> boolean vector) and close the rest."""
+    layers = masks_of(model)
+    with torch.no_grad():
+        for layer, on in keep.items():
+            layers[layer].logits.copy_(torch.where(on, 1.0, -1.0).view_as(layers[layer].logits))
 
 
 def gradient_check(logits: torch.Tensor, x: torch.Tensor, eps: float = 1e-4) -> dict[str, float]:

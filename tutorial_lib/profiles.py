@@ -52,6 +52,15 @@ class Config:
     mask_lambda: float = 1.0
     mask_lr: float = 0.01
     mask_weight_lr: float = 0.01
+    # Lesson 02: joint pruning (task + KD + lambda * mask term), defaults of the group's code.
+    prune_epochs: int = 6
+    prune_lambda: float = 1.0
+    prune_lr: float = 0.001
+    task_weight: float = 10.0
+    kd_weight: float = 1.0
+    kd_temperature: float = 4.0
+    mask_loss: str = "layer_mean"
+    frontier_lambdas: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -108,6 +117,14 @@ SPECS: dict[str, _Spec] = {
     "mask_lambda": _Spec(float, 0.0, 1000.0, help="weight of the mask sparsity term"),
     "mask_lr": _Spec(float, 1e-6, 10.0, help="learning rate of the mask logits"),
     "mask_weight_lr": _Spec(float, 1e-6, 10.0, help="learning rate of the weights during the mask run"),
+    "prune_epochs": _Spec(int, 0, 1000, help="epochs of joint pruning (and the budget of every compared method)"),
+    "prune_lambda": _Spec(float, 0.0, 1000.0, help="weight of the mask term in joint pruning"),
+    "prune_lr": _Spec(float, 1e-7, 10.0, help="learning rate of the weights in joint pruning and fine-tuning"),
+    "task_weight": _Spec(float, 0.0, 1000.0, help="weight of the cross-entropy term"),
+    "kd_weight": _Spec(float, 0.0, 1000.0, help="weight of the KD term (teacher = frozen baseline)"),
+    "kd_temperature": _Spec(float, 0.1, 100.0, help="KD temperature T"),
+    "mask_loss": _Spec(str, choices=("layer_mean", "filter_sum"), help="mask term by name"),
+    "frontier_lambdas": _Spec(list, help="extra mask-term weights for the accuracy/size frontier"),
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -115,19 +132,34 @@ PROFILES: dict[str, dict[str, Any]] = {
         dataset="fake", arch="vgg11", width=1 / 16, epochs=1, batch_size=32, lr=0.05,
         momentum=0.9, weight_decay=5e-4, milestones=(), lr_gamma=0.1, augment=False,
         train_limit=128, test_limit=64, mask_epochs=1, mask_lambda=1.0, mask_lr=0.05, mask_weight_lr=0.01,
+        prune_epochs=2, prune_lambda=0.05, mask_loss="filter_sum", frontier_lambdas=(0.5,),
     ),
     "tutorial": dict(
         dataset="digits_m", arch="vgg19", width=0.25, epochs=10, batch_size=64, lr=0.05,
         momentum=0.9, weight_decay=5e-4, milestones=(7, 9), lr_gamma=0.1, augment=False,
         mask_epochs=4, mask_lambda=1.0, mask_lr=0.01, mask_weight_lr=0.01,
+        prune_epochs=10, prune_lambda=0.012, mask_loss="filter_sum", frontier_lambdas=(0.005, 0.1),
     ),
     "paper": dict(
         dataset="cifar100", arch="vgg19", width=1.0, epochs=164, batch_size=256, lr=0.1,
         momentum=0.9, weight_decay=5e-4, milestones=(81, 122), lr_gamma=0.1, augment=True,
         device="auto", download=True, num_workers=4, mask_epochs=10, mask_lambda=1.0,
-        mask_lr=0.01, mask_weight_lr=0.01,
+        mask_lr=0.01, mask_weight_lr=0.01, prune_epochs=100, prune_lambda=1.0, mask_loss="layer_mean",
+        frontier_lambdas=(0.5, 2.0),
     ),
 }
+
+
+# The settings each cached artifact depends on: changing a lesson-02 setting must not
+# retrain the baseline that every lesson shares.
+BASELINE_FIELDS = (
+    "dataset", "arch", "width", "epochs", "batch_size", "lr", "momentum", "weight_decay", "milestones",
+    "lr_gamma", "augment", "seed", "threads", "train_limit", "test_limit", "max_steps",
+)
+MASK_RUN_FIELDS = BASELINE_FIELDS + ("mask_epochs", "mask_lambda", "mask_lr", "mask_weight_lr")
+PRUNE_FIELDS = BASELINE_FIELDS + (
+    "prune_epochs", "prune_lambda", "prune_lr", "mask_lr", "task_weight", "kd_weight", "kd_temperature", "mask_loss",
+)
 
 
 def _choices(name: str) -> tuple[str, ...] | None:
@@ -148,6 +180,14 @@ def _check(name: str, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ValueError(f"parameter {name!r} must be True or False, got {value!r}")
         return value
+    if spec.kind is list:  # a list of non-negative numbers
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = (value,)
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in value
+        ):
+            raise ValueError(f"parameter {name!r} must be a list of numbers >= 0, got {value!r}")
+        return tuple(float(v) for v in value)
     if spec.kind is tuple:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = (value,)

@@ -38,6 +38,26 @@ def evaluate(model: nn.Module, loader: DataLoader, device: str = "cpu") -> dict[
             "correct": correct, "total": total}
 
 
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, loader: DataLoader, device: str = "cpu") -> nn.Module:
+    """Re-estimate every BatchNorm's running mean and variance on ``loader`` (no gradient
+    step, no weight change): after channels are switched off, the statistics the layers
+    downstream collected during training describe inputs that no longer occur."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return model
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the whole pass
+    model.train()
+    for x, _ in loader:
+        model(x.to(device))
+    for bn, momentum in zip(bns, momenta):
+        bn.momentum = momentum
+    return model.eval()
+
+
 def sgd(params, cfg, lr: float | None = None) -> torch.optim.Optimizer:
     """SGD with the profile's momentum and weight decay."""
     return torch.optim.SGD(params, lr=lr or cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -54,11 +74,13 @@ def fit(
     on_epoch_end: Callable[[nn.Module], dict] | None = None,
     checkpoint_dir: str | Path | None = None,
     desc: str = "train",
+    task_weight: float = 1.0,
 ) -> pd.DataFrame:
     """Train ``model`` with cross-entropy (+ ``regularizer`` terms) and return one row per epoch.
 
     ``regularizer(model, x, y, logits)`` returns named loss terms added to the task loss
-    (for example ``{"mask": lambda * sparsity}``); each is logged per epoch. The default
+    (``task_weight`` x cross-entropy), for example ``{"mask": lambda * sparsity}``; each is
+    logged per epoch. The default
     optimizer is the profile's SGD with a MultiStepLR at ``cfg.milestones``.
     """
     epochs = cfg.epochs if epochs is None else epochs
@@ -88,7 +110,7 @@ def fit(
         for x, y in tqdm(train_loader, desc=f"{desc} {epoch + 1}/{epochs}", leave=False, mininterval=2.0):
             x, y = x.to(device), y.to(device)
             logits = model(x)
-            terms = {"task": F.cross_entropy(logits, y)}
+            terms = {"task": task_weight * F.cross_entropy(logits, y)}
             if regularizer is not None:
                 terms.update(regularizer(model, x, y, logits))
             loss = sum(terms.values())

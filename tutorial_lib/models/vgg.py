@@ -43,25 +43,50 @@ def _check_signature(signature: Sequence[Union[int, str]]) -> Signature:
     return sig
 
 
-class VGG(nn.Module):
-    """VGG with batch norm from a signature; ``features`` then global pool and ``classifier``."""
+HEADS = ("cifar", "imagenet")
 
-    def __init__(self, signature: Sequence[Union[int, str]], num_classes: int = 100, in_channels: int = 3):
+
+class VGG(nn.Module):
+    """VGG from a signature: ``features``, a pool and a ``classifier``.
+
+    ``head="cifar"`` (default): BN after every conv, global average pool, one Linear.
+    ``head="imagenet"``: the torchvision layout, 7x7 average pool then
+    Linear(512*49, 4096)-ReLU-Dropout-Linear(4096, 4096)-ReLU-Dropout-Linear(4096, classes);
+    with ``batch_norm=False`` and the vgg11 signature it is torchvision's vgg11 (132,863,336
+    parameters for 1,000 classes), the model of the seed's ImageNet table.
+    """
+
+    def __init__(self, signature: Sequence[Union[int, str]], num_classes: int = 100, in_channels: int = 3,
+                 head: str = "cifar", batch_norm: bool = True):
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"unknown VGG head {head!r}; valid choices: {', '.join(HEADS)}")
         self.signature: Signature = _check_signature(signature)
         self.num_classes = num_classes
         self.in_channels = in_channels
+        self.head = head
+        self.batch_norm = batch_norm
         layers: list[nn.Module] = []
         channels = in_channels
         for v in self.signature:
             if v == "M":
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
             else:
-                layers += [nn.Conv2d(channels, v, kernel_size=3, padding=1), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
+                layers.append(nn.Conv2d(channels, v, kernel_size=3, padding=1))
+                if batch_norm:
+                    layers.append(nn.BatchNorm2d(v))
+                layers.append(nn.ReLU(inplace=True))
                 channels = v
         self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(channels, num_classes)
+        if head == "cifar":
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.classifier = nn.Linear(channels, num_classes)
+        else:
+            self.pool = nn.AdaptiveAvgPool2d(7)
+            self.classifier = nn.Sequential(
+                nn.Linear(channels * 49, 4096), nn.ReLU(inplace=True), nn.Dropout(0.5),
+                nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(4096, num_classes),
+            )
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -84,11 +109,21 @@ class VGG(nn.Module):
     def spec(self) -> dict:
         """What is needed to rebuild this model: stored beside every checkpoint."""
         return {"class": "VGG", "signature": self.signature, "num_classes": self.num_classes,
-                "in_channels": self.in_channels}
+                "in_channels": self.in_channels, "head": self.head, "batch_norm": self.batch_norm}
 
 
 def from_spec(spec: dict) -> nn.Module:
     """Rebuild a model from :meth:`VGG.spec` (weights come from the state dict)."""
     if spec.get("class") != "VGG":
         raise ValueError(f"cannot rebuild a model of class {spec.get('class')!r}; known: VGG")
-    return VGG(spec["signature"], num_classes=spec["num_classes"], in_channels=spec.get("in_channels", 3))
+    return VGG(spec["signature"], num_classes=spec["num_classes"], in_channels=spec.get("in_channels", 3),
+               head=spec.get("head", "cifar"), batch_norm=spec.get("batch_norm", True))
+
+
+def resize_spec(spec: dict, widths: list[int]) -> dict:
+    """``spec`` with its conv channel counts replaced, in order, by ``widths``."""
+    convs = [v for v in spec["signature"] if v != "M"]
+    if len(widths) != len(convs):
+        raise ValueError(f"a VGG with {len(convs)} convolutions needs {len(convs)} widths, got {len(widths)}")
+    it = iter(widths)
+    return {**spec, "signature": ["M" if v == "M" else int(next(it)) for v in spec["signature"]]}

@@ -1,7 +1,8 @@
-"""Joint training of weights and channel masks: task loss + lambda * mask sparsity term.
+"""Joint training of weights and channel masks: task loss (+ KD) + lambda * mask term.
 
 Lesson 01 uses it for a short run that shows the sparsity term switching channels off;
-the weights and the masks are trained together, in one stage, with no per-layer rates.
+lesson 02 for joint end-to-end pruning with distillation from the frozen baseline. The
+weights and the masks are trained together, in one stage, with no per-layer rates.
 """
 
 from __future__ import annotations
@@ -12,48 +13,101 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tutorial_lib import data, masks, train
+from tutorial_lib import data, distill, masks, train
 
 
-def mask_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
-    """SGD with two groups: the weights (``cfg.mask_weight_lr``, the profile's weight decay)
-    and the mask logits (``cfg.mask_lr``, no weight decay, which would pull every logit
-    towards the threshold)."""
+def mask_optimizer(model: nn.Module, cfg, weight_lr: float) -> torch.optim.Optimizer:
+    """SGD with two groups: the weights (``weight_lr``, the profile's weight decay) and the
+    mask logits (``cfg.mask_lr``, no weight decay, which would pull every logit towards the
+    threshold)."""
     return torch.optim.SGD(
         [
-            {"params": masks.weight_parameters(model), "lr": cfg.mask_weight_lr, "weight_decay": cfg.weight_decay},
+            {"params": masks.weight_parameters(model), "lr": weight_lr, "weight_decay": cfg.weight_decay},
             {"params": masks.mask_parameters(model), "lr": cfg.mask_lr, "weight_decay": 0.0},
         ],
-        lr=cfg.mask_weight_lr, momentum=cfg.momentum,
+        lr=weight_lr, momentum=cfg.momentum,
+    )
+
+
+def kept_share(model: nn.Module) -> dict[str, float]:
+    """Share of all masked channels that are switched on, in percent (logged per epoch)."""
+    table = masks.kept_channels(model)
+    return {"kept_channels_pct": 100.0 * table["kept"].sum() / table["total"].sum()}
+
+
+def train_joint(
+    model: nn.Module,
+    bundle: data.DataBundle,
+    cfg,
+    *,
+    epochs: int,
+    lam: float,
+    weight_lr: float,
+    mask_loss: str = "layer_mean",
+    teacher: nn.Module | None = None,
+    task_weight: float = 1.0,
+    kd_weight: float = 0.0,
+    temperature: float = 4.0,
+    checkpoint_dir: str | Path | None = None,
+    desc: str = "joint",
+) -> pd.DataFrame:
+    """Train weights and masks together on ``task_weight * CE + kd_weight * KD + lam * mask term``.
+
+    ``teacher`` (frozen, eval mode, no gradients) supplies the KD targets; without one the
+    KD term is left out. Returns the per-epoch history with the share of channels kept.
+    """
+    if not masks.masks_of(model):
+        raise ValueError("the model has no channel masks: call masks.insert_masks(model) first")
+    if teacher is not None:
+        teacher.eval()  # frozen: it runs under no_grad and is never given to the optimizer
+    kd = distill.get("kd")
+
+    def regularizer(m, x, y, logits):
+        terms = {"mask": lam * masks.sparsity_loss(m, mask_loss)}
+        if teacher is not None and kd_weight > 0:
+            with torch.no_grad():
+                target = teacher(x)
+            terms["kd"] = kd_weight * kd(logits, target, temperature)
+        return terms
+
+    optimizer = mask_optimizer(model, cfg, weight_lr)
+    # Cosine decay to zero: gates near the threshold stop flipping as the run ends, so the
+    # last epoch leaves a settled network (one stage, no separate fine-tuning).
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
+    return train.fit(
+        model, bundle, cfg, epochs=epochs, optimizer=optimizer, scheduler=scheduler, regularizer=regularizer,
+        on_epoch_end=kept_share, checkpoint_dir=checkpoint_dir, desc=desc, task_weight=task_weight,
     )
 
 
 def train_masks(
-    model: nn.Module,
+    model: nn.Module, bundle: data.DataBundle, cfg, checkpoint_dir: str | Path | None = None
+) -> pd.DataFrame:
+    """Lesson 01's short run: ``CE + cfg.mask_lambda * mask term`` for ``cfg.mask_epochs``."""
+    return train_joint(
+        model, bundle, cfg, epochs=cfg.mask_epochs, lam=cfg.mask_lambda, weight_lr=cfg.mask_weight_lr,
+        checkpoint_dir=checkpoint_dir, desc="masks",
+    )
+
+
+def prune(
+    masked: nn.Module,
+    teacher: nn.Module,
     bundle: data.DataBundle,
     cfg,
-    mask_loss: str = "layer_mean",
+    lam: float | None = None,
     checkpoint_dir: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Train a masked model for ``cfg.mask_epochs`` on ``task + cfg.mask_lambda * mask term``.
+    """Joint end-to-end pruning (lesson 02): one stage, no layer-wise rates, no fine-tuning.
 
-    Returns the per-epoch history with the share of channels kept after each epoch.
+    ``cfg.task_weight * CE + cfg.kd_weight * KD(T = cfg.kd_temperature, teacher) +
+    lam * mask term (cfg.mask_loss)`` for ``cfg.prune_epochs``; the published defaults are
+    10, 1, T = 4 and the layer-mean mask term.
     """
-    if not masks.masks_of(model):
-        raise ValueError("the model has no channel masks: call masks.insert_masks(model) first")
-    optimizer = mask_optimizer(model, cfg)
-    scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
-
-    def regularizer(m, x, y, logits):
-        return {"mask": cfg.mask_lambda * masks.sparsity_loss(m, mask_loss)}
-
-    def kept(m):
-        table = masks.kept_channels(m)
-        return {"kept_channels_pct": 100.0 * table["kept"].sum() / table["total"].sum()}
-
-    return train.fit(
-        model, bundle, cfg, epochs=cfg.mask_epochs, optimizer=optimizer, scheduler=scheduler,
-        regularizer=regularizer, on_epoch_end=kept, checkpoint_dir=checkpoint_dir, desc="masks",
+    return train_joint(
+        masked, bundle, cfg, epochs=cfg.prune_epochs, lam=cfg.prune_lambda if lam is None else lam,
+        weight_lr=cfg.prune_lr, mask_loss=cfg.mask_loss, teacher=teacher, task_weight=cfg.task_weight,
+        kd_weight=cfg.kd_weight, temperature=cfg.kd_temperature, checkpoint_dir=checkpoint_dir, desc="prune",
     )
 
 

@@ -1,0 +1,7 @@
+"""Distillation losses looked up by name from one registry, so a table row is a name plus
+its parameters (torchdistill's idea). Every lesson that distils calls this code: lesson
+02's "scratch + KD" row and the KD term of joint pruning alike."""
+
+from tutorial_lib.distill.losses import LOSSES, get, kd_loss, register
+
+__all__ = ["LOSSES", "get", "kd_loss", "register"]

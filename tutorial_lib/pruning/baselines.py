@@ -1,0 +1,180 @@
+"""The methods joint pruning is compared with, each at the same parameter count and the
+same total epoch budget:
+
+- ``scratch``: the pruned signature, freshly initialised, trained from scratch;
+- ``scratch_kd``: the same with Hinton KD (T = 4) from the baseline;
+- ``slimming``: Network Slimming (Liu et al., ICCV 2017): L1 on the BN scales during
+  training (s = 1e-4), one global threshold on |gamma| chosen so that the pruned model
+  matches the parameter budget, then fine-tuning;
+- ``l1_norm``: L1-norm filter pruning (Li et al., ICLR 2017): the filters of smallest L1
+  norm removed from every layer at one per-layer rate (the layer-wise hyperparameter,
+  here searched so that the budget is met), then fine-tuning.
+
+Every method selects channels by opening and closing the masks of lesson 01, and
+``pack`` removes them: one surgery for all.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+from tutorial_lib import data, distill, masks, models, train
+from tutorial_lib.pruning.pack import pack
+
+
+def count_params(masked: nn.Module) -> int:
+    return masks.estimate(masked, (1, 3, 32, 32), flops=False)["params_kept"]
+
+
+def select_global(masked: nn.Module, scores: dict[str, torch.Tensor], budget: int) -> dict[str, torch.Tensor]:
+    """Keep the channels of highest score across all layers (each layer keeps >= 1) so that
+    the kept parameters are as many as possible but at most ``budget``."""
+    flat = torch.cat([s.flatten() for s in scores.values()])
+    order = flat.sort(descending=True).values
+
+    def pattern(k: int) -> dict[str, torch.Tensor]:
+        threshold = order[k - 1]
+        out = {}
+        for layer, s in scores.items():
+            on = s >= threshold
+            if not on.any():
+                on = s == s.max()
+            out[layer] = on
+        return out
+
+    return _largest_under(masked, budget, len(order), pattern)
+
+
+def select_per_layer(masked: nn.Module, scores: dict[str, torch.Tensor], budget: int) -> dict[str, torch.Tensor]:
+    """One keep-rate for every layer: each keeps its ``ceil(rate * C)`` highest-scoring channels."""
+    steps = 1000
+
+    def pattern(k: int) -> dict[str, torch.Tensor]:
+        rate = k / steps
+        out = {}
+        for layer, s in scores.items():
+            n = max(1, math.ceil(rate * s.numel()))
+            on = torch.zeros(s.numel(), dtype=torch.bool)
+            on[s.flatten().topk(n).indices] = True
+            out[layer] = on
+        return out
+
+    return _largest_under(masked, budget, steps, pattern)
+
+
+def _largest_under(masked, budget: int, top: int, pattern: Callable[[int], dict]) -> dict[str, torch.Tensor]:
+    """Binary search for the largest k in [1, top] whose pattern has at most ``budget`` parameters."""
+    probe = copy.deepcopy(masked)
+
+    def params(k: int) -> int:
+        masks.set_pattern(probe, pattern(k))
+        return count_params(probe)
+
+    if params(1) > budget:
+        raise ValueError(f"a budget of {budget:,} parameters is below the smallest model this method can make "
+                         f"({params(1):,})")
+    lo, hi = 1, top
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if params(mid) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return pattern(lo)
+
+
+def _spec_of(packed: nn.Module) -> dict:
+    return packed.spec()
+
+
+def _epochs_schedule(cfg, epochs: int):
+    """The profile's optimiser schedule stretched to ``epochs`` (milestones scaled)."""
+    scale = epochs / max(cfg.epochs, 1)
+    milestones = sorted({max(1, round(m * scale)) for m in cfg.milestones if round(m * scale) < epochs})
+    return cfg.replace(epochs=epochs, milestones=milestones)
+
+
+def scratch(spec: dict, bundle: data.DataBundle, cfg, teacher: nn.Module | None = None,
+            checkpoint_dir=None) -> tuple[nn.Module, "train.pd.DataFrame"]:
+    """Train the signature ``spec`` from scratch for the baseline's epochs plus the pruning
+    epochs (the whole budget), with the baseline's recipe; with ``teacher``, add KD."""
+    run_cfg = _epochs_schedule(cfg, cfg.epochs + cfg.prune_epochs)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = models.from_spec(spec)
+    regularizer = None
+    if teacher is not None:
+        teacher.eval()  # frozen: runs under no_grad, never optimised
+        kd = distill.get("kd")
+
+        def regularizer(m, x, y, logits):
+            with torch.no_grad():
+                target = teacher(x)
+            return {"kd": cfg.kd_weight * kd(logits, target, cfg.kd_temperature)}
+
+    history = train.fit(model, bundle, run_cfg, regularizer=regularizer, checkpoint_dir=checkpoint_dir,
+                        desc="scratch+kd" if teacher is not None else "scratch")
+    return model, history
+
+
+def finetune_cfg(cfg, epochs: int):
+    """Fine-tuning at the joint-pruning weights' effective learning rate (task_weight x prune_lr)."""
+    return cfg.replace(epochs=epochs, lr=cfg.prune_lr * max(cfg.task_weight, 1.0), milestones=())
+
+
+def bn_scales(model: nn.Module) -> dict[str, torch.Tensor]:
+    """|gamma| of the batch norm after each masked conv, keyed by the conv's name."""
+    gm = masks.graph.trace(model)
+    out = {}
+    for node in gm.graph.nodes:
+        mod = masks.graph.module_of(gm, node)
+        if isinstance(mod, nn.BatchNorm2d):
+            conv = masks.graph.producer(gm, node, (nn.Conv2d,))
+            out[conv.target] = mod.weight.detach().abs().clone()
+    return out
+
+
+def filter_l1(model: nn.Module) -> dict[str, torch.Tensor]:
+    """L1 norm of each conv filter, keyed by the conv's name."""
+    return {name: m.weight.detach().abs().sum(dim=(1, 2, 3)) for name, m in model.named_modules()
+            if isinstance(m, nn.Conv2d)}
+
+
+def slimming(baseline: nn.Module, bundle: data.DataBundle, cfg, budget: int, s: float = 1e-4,
+             checkpoint_dir=None) -> tuple[nn.Module, dict]:
+    """Network Slimming from the baseline: half the budget of epochs sparse training with
+    ``s * sum|gamma|``, prune by one global |gamma| threshold to ``budget`` parameters,
+    fine-tune the other half."""
+    sparse_epochs = cfg.prune_epochs // 2
+    model = copy.deepcopy(baseline)
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+
+    def l1_gamma(m, x, y, logits):
+        return {"l1_gamma": s * sum(bn.weight.abs().sum() for bn in bns)}
+
+    ft = finetune_cfg(cfg, sparse_epochs)
+    sparse_history = train.fit(model, bundle, ft, optimizer=train.sgd(model.parameters(), ft), regularizer=l1_gamma,
+                               desc="slimming sparse")
+    masked = masks.insert_masks(model, seed=cfg.seed)
+    masks.set_pattern(masked, select_global(masked, bn_scales(model), budget))
+    return _finetune(pack(masked), bundle, cfg, cfg.prune_epochs - sparse_epochs, sparse_history)
+
+
+def l1_norm(baseline: nn.Module, bundle: data.DataBundle, cfg, budget: int) -> tuple[nn.Module, dict]:
+    """Li et al.: remove the smallest-L1 filters of every layer at one rate, then fine-tune
+    for the whole pruning budget of epochs."""
+    model = copy.deepcopy(baseline)
+    masked = masks.insert_masks(model, seed=cfg.seed)
+    masks.set_pattern(masked, select_per_layer(masked, filter_l1(model), budget))
+    return _finetune(pack(masked), bundle, cfg, cfg.prune_epochs, None)
+
+
+def _finetune(packed: nn.Module, bundle, cfg, epochs: int, before) -> tuple[nn.Module, dict]:
+    ft = finetune_cfg(cfg, epochs)
+    history = train.fit(packed, bundle, ft, optimizer=train.sgd(packed.parameters(), ft), desc="fine-tune")
+    return packed, {"before": before, "finetune": history}

@@ -1,0 +1,184 @@
+"""Lesson 02's experiment: joint pruning and the methods it is compared with, at one
+parameter budget, measured the same way (accuracy, parameters, FLOPs, CPU latency).
+
+Every packed model gets one pass over the training images that re-estimates its batch
+norm statistics (``train.recalibrate_bn``: no gradient step, no weight change); after
+channels are switched off, the running statistics downstream describe inputs that no
+longer occur. All methods get it, so the comparison stays fair.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+from torch import nn
+
+from tutorial_lib import data, masks, metrics, tables, train
+from tutorial_lib.pruning import baselines, joint
+from tutorial_lib.pruning.pack import pack
+
+METHODS = ("joint", "scratch", "scratch_kd", "slimming", "l1_norm")
+
+# label, layer-wise rate needed?, fine-tune needed?, published row (or None)
+METHOD_INFO = {
+    "baseline": ("Baseline (unpruned)", "-", "-", "VGG19-BN baseline"),
+    "joint": ("Joint end-to-end pruning (ours)", "no", "no", "Joint end-to-end pruning"),
+    "scratch": ("Same pruned architecture, from scratch", "-", "-", "Same pruned architecture from scratch"),
+    "scratch_kd": ("Same pruned architecture, scratch + KD", "-", "-",
+                   "Same pruned architecture from scratch + KD"),
+    "slimming": ("Network Slimming (BN-gamma L1)", "yes (global threshold)", "yes", "Network Slimming (ICCV17)"),
+    "l1_norm": ("L1-norm filter pruning", "yes (per-layer rate)", "yes", None),
+}
+
+
+@dataclass
+class Result:
+    """One method's pruned model and what it measured."""
+
+    method: str
+    model: nn.Module
+    accuracy: float
+    params: int
+    flops: int
+    history: pd.DataFrame | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def evaluate_packed(model: nn.Module, bundle: data.DataBundle, cfg, recalibrate: bool = True) -> tuple[float, int, int]:
+    """(accuracy %, parameters, FLOPs per image) of a plain model, after BN recalibration."""
+    train_loader, test_loader = data.loaders(bundle, cfg)
+    if recalibrate:
+        train.recalibrate_bn(model, train_loader, cfg.device)
+    shape = (1, 3, bundle.image_size, bundle.image_size)
+    return (train.evaluate(model, test_loader, cfg.device)["accuracy"], metrics.count_parameters(model),
+            metrics.count_flops(model, shape))
+
+
+def run_joint(baseline: nn.Module, bundle: data.DataBundle, cfg, lam: float | None = None) -> Result:
+    """Joint pruning of a copy of ``baseline`` (the frozen original is the KD teacher), then pack."""
+    masked = masks.insert_masks(copy.deepcopy(baseline), seed=cfg.seed)
+    history = joint.prune(masked, baseline, bundle, cfg, lam=lam)
+    packed = pack(masked)
+    estimate = masks.estimate(masked, (1, 3, bundle.image_size, bundle.image_size), flops=False)
+    x = next(iter(data.loaders(bundle, cfg)[1]))[0][:16].to(cfg.device)
+    with torch.no_grad():  # the packed model computes what the masked one did (eval mode)
+        gap = (masked.eval()(x) - packed.eval()(x)).abs().max().item()
+    acc, params, flops = evaluate_packed(packed, bundle, cfg)
+    return Result("joint", packed, acc, params, flops, history,
+                  {"masked": masked, "pack_max_abs_diff": gap, "estimated_params": estimate["params_kept"]})
+
+
+def run_methods(baseline: nn.Module, bundle: data.DataBundle, cfg, lam: float | None = None,
+                methods: tuple[str, ...] = METHODS) -> dict[str, Result]:
+    """Joint pruning first (it sets the budget), then every other method at its parameter count."""
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise ValueError(f"unknown method(s) {sorted(unknown)}; valid choices: {', '.join(METHODS)}")
+    results = {"joint": run_joint(baseline, bundle, cfg, lam)}
+    budget = results["joint"].params
+    spec = results["joint"].model.spec()
+    for method in methods:
+        if method == "joint":
+            continue
+        if method in ("scratch", "scratch_kd"):
+            model, history = baselines.scratch(spec, bundle, cfg, teacher=baseline if method == "scratch_kd" else None)
+        elif method == "slimming":
+            model, history = baselines.slimming(baseline, bundle, cfg, budget)
+        else:
+            model, history = baselines.l1_norm(baseline, bundle, cfg, budget)
+        acc, params, flops = evaluate_packed(model, bundle, cfg)
+        results[method] = Result(method, model, acc, params, flops, history)
+    return results
+
+
+def latencies(models: dict[str, nn.Module], image_size: int, batches: tuple[int, ...] = (1, 64),
+              threads: int = 2, min_run_time: float = 0.3) -> pd.DataFrame:
+    """Median CPU latency (ms) of each model at each batch size: rows = model, columns = batch."""
+    rows = {}
+    for name, model in models.items():
+        rows[name] = {b: metrics.measure_latency(model, (b, 3, image_size, image_size), threads=threads,
+                                                 min_run_time=min_run_time).median_ms for b in batches}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def vgg_table(base: Result, results: dict[str, Result], latency: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """The seed's VGG19-BN table: our measurements, then the published figures in their own columns."""
+    t = "vgg19_cifar100"
+    rows = []
+    for name, r in [("baseline", base), *results.items()]:
+        label, rate, finetune, published_row = METHOD_INFO[name]
+        b1, b64 = latency.loc[name, 1], latency.loc[name, 64]
+        rows.append({
+            "method": label, "layer-wise rate?": rate, "fine-tune?": finetune,
+            f"top-1 % ({dataset})": round(r.accuracy, 1),
+            "change (points)": round(r.accuracy - base.accuracy, 1),
+            "params": r.params, "params change %": round(100 * (r.params / base.params - 1), 1),
+            "MFLOPs": round(r.flops / 1e6, 1),
+            "ms @1": round(b1, 2), "speedup @1": round(latency.loc["baseline", 1] / b1, 2),
+            "ms @64": round(b64, 1), "speedup @64": round(latency.loc["baseline", 64] / b64, 2),
+            "ideal speedup (FLOPs)": round(base.flops / r.flops, 2),
+            "published top-1 % (CIFAR-100)": _published(t, published_row, "top1"),
+            "published params": _published(t, published_row, "params"),
+            "published source": tables.published_source(t, published_row, "top1") if published_row else "",
+        })
+    return pd.DataFrame(rows)
+
+
+def _published(table: str, row: str | None, metric: str):
+    if row is None:
+        return ""
+    try:
+        return tables.published_value(table, row, metric)
+    except KeyError:
+        return ""
+
+
+def imagenet_table(results: dict[str, Result] | None, base: Result | None, ran: bool) -> pd.DataFrame:
+    """The seed's VGG11 / ImageNet table: published figures, and ours where the paper profile ran."""
+    t = "vgg11_imagenet"
+    ours = {"vgg11": base, "vgg11 pruned (ours)": (results or {}).get("joint"),
+            "Slimming, ICCV17": (results or {}).get("slimming")}
+    rows = []
+    for row in ("vgg11", "vgg11 pruned (ours)", "Slimming, ICCV17", "Taylor, CVPR19"):
+        r = ours.get(row)
+        rows.append({
+            "model": row,
+            "our top-1 %": round(r.accuracy, 2) if (ran and r is not None) else "not run",
+            "our params": r.params if (ran and r is not None) else "not run",
+            "published top-1 %": tables.published_value(t, row, "top1"),
+            "published params": tables.published_value(t, row, "params"),
+            "published source": tables.published_source(t, row, "top1"),
+        })
+    return pd.DataFrame(rows)
+
+
+def channels_per_layer(baseline: nn.Module, pruned: nn.Module) -> pd.DataFrame:
+    """Conv widths of the baseline and of the pruned model, layer by layer."""
+    convs = lambda m: [c.out_channels for c in m.modules() if isinstance(c, nn.Conv2d)]  # noqa: E731
+    return pd.DataFrame({"layer": [f"conv{i + 1}" for i in range(len(convs(baseline)))],
+                         "baseline": convs(baseline), "pruned": convs(pruned)})
+
+
+def frontier_rows(results: dict[str, Result], base: Result, lam: float, seed: int) -> list[dict]:
+    """One row per method for the accuracy-versus-kept-parameters frontier."""
+    return [{"lambda": lam, "seed": seed, "method": METHOD_INFO[m][0], "params": r.params,
+             "kept params %": round(100 * r.params / base.params, 1), "top-1 %": round(r.accuracy, 1)}
+            for m, r in results.items()]
+
+
+
+def imagenet_cfg(cfg, data_root: str | None = None):
+    """The VGG11 / ImageNet run of the seed's second table: torchvision's vgg11 layout (no BN)
+    trained with the torchvision reference recipe (SGD lr 0.01, 90 epochs, lr x0.1 every 30)."""
+    return cfg.replace(dataset="imagenet", arch="vgg11", width=1.0, lr=0.01, epochs=90, milestones=(30, 60),
+                       batch_size=256, augment=True, data_root=data_root or cfg.data_root)
+
+
+def accuracy_noise(accuracy: float, n: int) -> dict[str, float]:
+    """How much a test accuracy can move by chance: one image in points, and the binomial
+    standard error ``sqrt(p (1 - p) / n)`` in points."""
+    p = accuracy / 100
+    return {"one image (points)": 100 / n, "standard error (points)": 100 * (p * (1 - p) / n) ** 0.5}
