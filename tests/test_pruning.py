@@ -58,6 +58,9 @@ def test_a_layer_with_every_mask_closed_keeps_its_strongest_channel():
         masks.masks_of(masked)["features.0"].logits.copy_(torch.tensor([-3.0, -0.5, -2.0, -1.0]).view(1, 4, 1, 1))
     assert pack.keep_indices(masked)["features.0"].tolist() == [1]
     assert pack.pack(masked).signature == [1, "M", 3]
+    assert masks.kept_channels(masked)["kept"].tolist() == [1, 3]
+    packed_params = metrics.count_parameters(pack.pack(masked))
+    assert masks.estimate(masked, (1, 3, 32, 32))["params_kept"] == packed_params
 
 
 def test_pack_round_trips_through_a_checkpoint(tmp_path):

@@ -63,6 +63,15 @@ class ChannelMask(nn.Module):
         """Boolean vector of the channels that are switched on."""
         return (torch.sigmoid(self.logits.detach()) > 0.5).flatten()
 
+    def keep(self) -> torch.Tensor:
+        """The channels packing keeps: those switched on or, when every gate of the layer is
+        closed, the strongest one (highest logit), so that the network stays connected."""
+        on = self.kept()
+        if not on.any():
+            on = torch.zeros_like(on)
+            on[self.logits.detach().flatten().argmax()] = True
+        return on
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.binary()
 
@@ -145,9 +154,9 @@ def sparsity_loss(model: nn.Module, kind: str = "layer_mean") -> torch.Tensor:
 
 
 def kept_channels(model: nn.Module) -> pd.DataFrame:
-    """One row per masked layer: ``layer``, ``kept``, ``total``, ``kept_pct``."""
+    """One row per masked layer: ``layer``, ``kept``, ``total``, ``kept_pct`` (what packing keeps)."""
     rows = [
-        {"layer": name, "kept": int(m.kept().sum()), "total": m.channels}
+        {"layer": name, "kept": int(m.keep().sum()), "total": m.channels}
         for name, m in masks_of(model).items()
     ]
     df = pd.DataFrame(rows, columns=["layer", "kept", "total"])
@@ -161,7 +170,7 @@ def _channel_fractions(gm: fx.GraphModule) -> dict[str, tuple[float, float]]:
     by_layer = masks_of(gm)
 
     def frac(mask: ChannelMask | None) -> float:
-        return 1.0 if mask is None else float(mask.kept().float().mean())
+        return 1.0 if mask is None else float(mask.keep().float().mean())
 
     fractions: dict[str, tuple[float, float]] = {}
     for node in gm.graph.nodes:

@@ -132,7 +132,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         dataset="fake", arch="vgg11", width=1 / 16, epochs=1, batch_size=32, lr=0.05,
         momentum=0.9, weight_decay=5e-4, milestones=(), lr_gamma=0.1, augment=False,
         train_limit=128, test_limit=64, mask_epochs=1, mask_lambda=1.0, mask_lr=0.05, mask_weight_lr=0.01,
-        prune_epochs=2, prune_lambda=0.05, mask_loss="filter_sum", frontier_lambdas=(0.5,),
+        prune_epochs=2, prune_lambda=0.01, mask_loss="filter_sum", frontier_lambdas=(0.05,),
     ),
     "tutorial": dict(
         dataset="digits_m", arch="vgg19", width=0.25, epochs=10, batch_size=64, lr=0.05,

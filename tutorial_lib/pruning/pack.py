@@ -9,7 +9,8 @@ so the result is a plain, smaller ``nn.Module``: no masks and no zeroed channels
 Rule for a layer whose masks all went to 0: it keeps its *strongest* channel, the one
 whose mask logit is highest (closest to switching back on), so the network stays
 connected. That is the one case in which the packed model differs from the masked one
-(which outputs zeros there); joint training rarely gets there, and ``keep_indices`` reports it.
+(which outputs zeros there); ``ChannelMask.keep`` holds the rule, and the estimates of
+``masks.estimate`` follow it, so predicted and packed sizes always agree.
 """
 
 from __future__ import annotations
@@ -22,11 +23,7 @@ from tutorial_lib import graph, masks, models
 
 def keep_indices(masked: nn.Module) -> dict[str, torch.Tensor]:
     """For each masked conv, the indices of the channels to keep (strongest one if none is on)."""
-    out = {}
-    for layer, mask in masks.masks_of(masked).items():
-        kept = mask.kept().nonzero().flatten()
-        out[layer] = kept if kept.numel() else mask.logits.detach().flatten().argmax().view(1)
-    return out
+    return {layer: mask.keep().nonzero().flatten() for layer, mask in masks.masks_of(masked).items()}
 
 
 def _slices(gm: fx.GraphModule, keep: dict[str, torch.Tensor]) -> dict[str, tuple]:
