@@ -177,3 +177,19 @@ def test_joint_prune_uses_kd_and_the_named_mask_loss(smoke_cfg):
     assert {"loss_task", "loss_kd", "loss_mask", "kept_channels_pct"} <= set(history.columns)
     assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())  # the teacher is frozen
     assert all(p.requires_grad for p in base.parameters())  # and left usable by the caller
+
+
+def test_paper_profile_comparison_code_path_on_a_cifar_fixture(tmp_path):
+    """Every method at the paper profile's settings (CIFAR-100 loader, augmentation, published
+    loss weights and mask term) for one step per epoch, so the GPU path cannot rot unseen."""
+    from fixtures import write_cifar100
+
+    write_cifar100(tmp_path, n_train=16, n_test=8)
+    cfg = profiles.resolve("paper", data_root=str(tmp_path), device="cpu", num_workers=0, width=1 / 32,
+                           batch_size=8, epochs=1, max_steps=1, prune_epochs=2)
+    assert (cfg.task_weight, cfg.kd_weight, cfg.kd_temperature, cfg.mask_loss) == (10.0, 1.0, 4.0, "layer_mean")
+    bundle = data.load(cfg)
+    base, _ = cache.baseline(cfg, bundle)
+    results = compare.run_methods(base, bundle, cfg)
+    assert set(results) == set(compare.METHODS)
+    assert all(r.model.classifier.out_features == 100 for r in results.values())

@@ -46,6 +46,16 @@ def read_meta(path: str | os.PathLike) -> dict:
     return json.loads(meta.read_text()) if meta.exists() else {}
 
 
+def _normalized(spec: dict) -> dict:
+    """A saved spec with the defaults of keys added since it was written filled in."""
+    from tutorial_lib import models
+
+    try:
+        return models.from_spec(spec).spec()
+    except (ValueError, KeyError, TypeError):
+        return spec
+
+
 def load(path: str | os.PathLike, model: nn.Module, map_location: str = "cpu") -> dict:
     """Load ``path`` into ``model``; return the rest of the saved state and the meta.
 
@@ -57,7 +67,7 @@ def load(path: str | os.PathLike, model: nn.Module, map_location: str = "cpu") -
         raise FileNotFoundError(f"no checkpoint at {path}")
     meta = read_meta(path)
     have = model_spec(model)
-    if meta.get("spec") and have and meta["spec"] != have:
+    if meta.get("spec") and have and _normalized(meta["spec"]) != have:
         raise CheckpointMismatchError(
             f"checkpoint {path} was saved for {meta['spec']}, but the model is {have}; "
             "build the model from the checkpoint's signature (models.vgg.from_spec) or pick the right file"

@@ -50,3 +50,28 @@ def training_curves(history: pd.DataFrame, columns: list[str], title: str = ""):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def channels_side_by_side(table: pd.DataFrame, title: str = "channels per layer: baseline versus pruned"):
+    """Grouped bars of ``compare.channels_per_layer``: the two architectures side by side."""
+    long = table.melt(id_vars="layer", var_name="model", value_name="channels")
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    sns.barplot(data=long, x="layer", y="channels", hue="model", ax=ax)
+    ax.tick_params(axis="x", rotation=60, labelsize=8)
+    ax.set(title=title, xlabel="")
+    fig.tight_layout()
+    return fig
+
+
+def frontier(table: pd.DataFrame, baseline_accuracy: float, noise: float, title: str = ""):
+    """Top-1 against kept parameters (%) for every method, the baseline as a line, and a
+    band of +-2 standard errors of the test set around it."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.lineplot(data=table, x="kept params %", y="top-1 %", hue="method", marker="o", ax=ax)
+    ax.axhline(baseline_accuracy, color="k", ls="--", lw=1, label="baseline")
+    ax.axhspan(baseline_accuracy - 2 * noise, baseline_accuracy + 2 * noise, color="k", alpha=0.08,
+               label="baseline +- 2 s.e. (test-set noise)")
+    ax.set(xscale="log", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

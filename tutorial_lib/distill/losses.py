@@ -1,5 +1,13 @@
-"""The registry of distillation losses. KD (Hinton et al., 2015) is here; lesson 05 adds
-FitNet, FSP and attention transfer under their names."""
+"""The registry of distillation losses, by name, as the seed lists them:
+
+- ``kd``: Hinton et al. 2015, softened logits;
+- ``fitnet``: Romero et al. 2015, a regressor maps the student's guided layer to the
+  teacher's hint layer, L2 between them;
+- ``fsp``: Yim et al. 2017, Gram ("flow of solution procedure") matrices between pairs of
+  layers, MSE between teacher and student matrices;
+- ``at``: Zagoruyko & Komodakis 2017, attention maps (normalised channel mean of x^2),
+  squared difference at the ends of stages.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {}
 
@@ -39,3 +48,71 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     t = F.log_softmax(teacher_logits.detach() / temperature, dim=1)
     s = F.log_softmax(student_logits / temperature, dim=1)
     return temperature**2 * F.kl_div(s, t, reduction="batchmean", log_target=True)
+
+
+def _same_size(s: torch.Tensor, t: torch.Tensor, what: str) -> None:
+    if s.shape[-2:] != t.shape[-2:]:
+        raise ValueError(f"{what}: student map {tuple(s.shape[-2:])} and teacher map {tuple(t.shape[-2:])} differ in "
+                         "spatial size; tap layers of equal resolution (e.g. the same stage ends)")
+
+
+@register("fitnet")
+def fitnet_loss(student_feature: torch.Tensor, teacher_feature: torch.Tensor, regressor: nn.Module) -> torch.Tensor:
+    """FitNet hint loss: ``mean((regressor(student) - teacher)^2)``; the regressor (a conv)
+    maps the student's width to the teacher's."""
+    mapped = regressor(student_feature)
+    _same_size(mapped, teacher_feature, "fitnet")
+    if mapped.shape[1] != teacher_feature.shape[1]:
+        raise ValueError(f"fitnet: the regressor gives {mapped.shape[1]} channels, the teacher's hint has "
+                         f"{teacher_feature.shape[1]}")
+    return F.mse_loss(mapped, teacher_feature.detach())
+
+
+def hint_regressor(student_channels: int, teacher_channels: int) -> nn.Module:
+    """FitNet's regressor: a 3x3 conv (with BN) from the student's width to the teacher's."""
+    return nn.Sequential(nn.Conv2d(student_channels, teacher_channels, 3, padding=1, bias=False),
+                         nn.BatchNorm2d(teacher_channels))
+
+
+def fsp_matrix(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """``G = F1 F2^T / (h w)``: (batch, C1, C2), from two maps of the same spatial size
+    (the larger is average-pooled to the smaller when their sizes divide)."""
+    if first.shape[-1] != second.shape[-1]:
+        big, small = (first, second) if first.shape[-1] > second.shape[-1] else (second, first)
+        if big.shape[-1] % small.shape[-1] or big.shape[-2] % small.shape[-2]:
+            raise ValueError(f"fsp: maps of sizes {tuple(first.shape[-2:])} and {tuple(second.shape[-2:])} cannot be "
+                             "matched by pooling")
+        pooled = F.adaptive_avg_pool2d(big, small.shape[-2:])
+        first, second = (pooled, second) if big is first else (first, pooled)
+    b, c1, h, w = first.shape
+    return torch.bmm(first.flatten(2), second.flatten(2).transpose(1, 2)) / (h * w)
+
+
+@register("fsp")
+def fsp_loss(student_pairs: list[tuple[torch.Tensor, torch.Tensor]],
+             teacher_pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """Mean over layer pairs of the MSE between student and teacher FSP matrices."""
+    losses = []
+    for (s1, s2), (t1, t2) in zip(student_pairs, teacher_pairs):
+        gs, gt = fsp_matrix(s1, s2), fsp_matrix(t1.detach(), t2.detach())
+        if gs.shape != gt.shape:
+            raise ValueError(f"fsp: student matrix {tuple(gs.shape[1:])} and teacher matrix {tuple(gt.shape[1:])} "
+                             "differ: FSP needs layers of equal width in teacher and student")
+        losses.append(F.mse_loss(gs, gt))
+    return torch.stack(losses).mean()
+
+
+def attention_map(x: torch.Tensor) -> torch.Tensor:
+    """``at(x) = normalise(mean over channels of x^2)``, flattened per sample (unit L2 norm)."""
+    return F.normalize(x.pow(2).mean(1).flatten(1), dim=1)
+
+
+@register("at")
+def at_loss(student_features: list[torch.Tensor], teacher_features: list[torch.Tensor],
+            beta: float = 1e3) -> torch.Tensor:
+    """Attention transfer: ``beta / 2 * sum over taps of mean((at(s) - at(t))^2)``."""
+    terms = []
+    for s, t in zip(student_features, teacher_features):
+        _same_size(s, t, "at")
+        terms.append((attention_map(s) - attention_map(t.detach())).pow(2).mean())
+    return beta / 2 * torch.stack(terms).sum()

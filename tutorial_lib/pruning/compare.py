@@ -101,7 +101,9 @@ def latencies(models: dict[str, nn.Module], image_size: int, batches: tuple[int,
     for name, model in models.items():
         rows[name] = {b: metrics.measure_latency(model, (b, 3, image_size, image_size), threads=threads,
                                                  min_run_time=min_run_time).median_ms for b in batches}
-    return pd.DataFrame.from_dict(rows, orient="index")
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.attrs["platform"] = metrics.platform_name("cpu", threads)
+    return table
 
 
 def vgg_table(base: Result, results: dict[str, Result], latency: pd.DataFrame, dataset: str) -> pd.DataFrame:
@@ -182,3 +184,32 @@ def accuracy_noise(accuracy: float, n: int) -> dict[str, float]:
     standard error ``sqrt(p (1 - p) / n)`` in points."""
     p = accuracy / 100
     return {"one image (points)": 100 / n, "standard error (points)": 100 * (p * (1 - p) / n) ** 0.5}
+
+
+def imagenet_experiment(cfg, imagenet_root: str | None) -> tuple[dict[str, Result] | None, Result | None]:
+    """At the paper profile with an ImageNet root: train (or load) the VGG11 baseline and run
+    joint pruning and Network Slimming on it. Elsewhere: ``(None, None)``, and the table says
+    it was not run."""
+    if cfg.profile != "paper" or not imagenet_root:
+        return None, None
+    from tutorial_lib import cache
+
+    icfg = imagenet_cfg(cfg, imagenet_root)
+    bundle = data.load(icfg)
+    base_model, _ = cache.baseline(icfg, bundle)
+    base = Result("baseline", base_model, *evaluate_packed(base_model, bundle, icfg, recalibrate=False))
+    return run_methods(base_model, bundle, icfg, methods=("joint", "slimming")), base
+
+
+def targets(base: Result, results: dict[str, Result]) -> pd.DataFrame:
+    """The lesson's targets, measured: >= 75% of parameters removed, <= 1 point lost, and
+    joint pruning above the same signature trained from scratch."""
+    j = results["joint"]
+    removed = 100 * (1 - j.params / base.params)
+    drop = base.accuracy - j.accuracy
+    rows = [("parameters removed by joint pruning (%)", round(removed, 1), ">= 75", removed >= 75),
+            ("top-1 lost against the baseline (points)", round(drop, 1), "<= 1", drop <= 1)]
+    if "scratch" in results:
+        gap = j.accuracy - results["scratch"].accuracy
+        rows.append(("joint minus same signature from scratch (points)", round(gap, 1), "> 0", gap > 0))
+    return pd.DataFrame(rows, columns=["target", "measured", "wanted", "met"])
