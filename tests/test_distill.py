@@ -71,3 +71,29 @@ def test_taps_record_named_outputs_and_list_names_when_missing():
     assert not model.features[2]._forward_hooks  # removed on exit
     with pytest.raises(KeyError, match="modules that exist: .*features.0"):
         taps.Taps(model, ["features.99"])
+
+
+@pytest.mark.parametrize("method", ["scratch", "kd", "at", "fsp", "fitnet", "fitnet_1stage", "kd+at"])
+def test_every_method_trains_a_student(method, smoke_cfg):
+    from tutorial_lib import data, models
+    from tutorial_lib.distill import student as st
+
+    cfg = smoke_cfg.replace(max_steps=2)
+    bundle = data.load(cfg)
+    teacher = models.build(cfg, bundle.num_classes)
+    student = vgg.VGG([4, "M", 8, "M", 16, "M", 32, "M", 32, "M"], num_classes=10)  # the teacher's stage widths
+    history = st.train_student(student, teacher, bundle, cfg, method, epochs=2)
+    assert len(history) == 2 and torch.isfinite(torch.tensor(history["loss_task"].tolist())).all()
+    expected = {"kd": ["loss_kd"], "at": ["loss_at"], "fsp": ["loss_fsp"], "fitnet_1stage": ["loss_hint"],
+                "kd+at": ["loss_kd", "loss_at"], "fitnet": ["loss_hint", "loss_kd"]}.get(method, [])
+    assert set(expected) <= set(history.columns)
+    if method == "fitnet":
+        assert history["stage"].tolist() == ["hint", "kd"] and history["loss_task"].iloc[0] == 0.0
+    assert not any(m._forward_hooks for m in student.modules())  # taps removed
+
+
+def test_unknown_student_method():
+    from tutorial_lib.distill import student as st
+
+    with pytest.raises(ValueError, match="valid choices: scratch, kd"):
+        st.train_student(nn.Linear(1, 1), nn.Linear(1, 1), None, None, "crd")

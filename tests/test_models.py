@@ -31,5 +31,5 @@ def test_bad_signatures_are_rejected(bad):
 
 
 def test_unknown_arch():
-    with pytest.raises(ValueError, match="valid choices: vgg11, vgg13, vgg16, vgg19"):
+    with pytest.raises(ValueError, match="valid choices: vgg8, vgg11, vgg13, vgg16, vgg19"):
         vgg.vgg_signature("vgg20")

@@ -42,7 +42,7 @@ def test_unknown_parameter_lists_valid_ones():
         (dict(epochs="3"), "must be a whole number"),
         (dict(augment="yes"), "must be True or False"),
         (dict(dataset="mnist"), "valid choices: digits, digits_m, cifar10, cifar100, imagenet, fake"),
-        (dict(arch="resnet18"), "valid choices: vgg11, vgg13, vgg16, vgg19"),
+        (dict(arch="resnet18"), "valid choices: vgg8, vgg11, vgg13, vgg16, vgg19"),
         (dict(device="tpu"), "valid choices: cpu, cuda, cuda:N, auto"),
         (dict(milestones=[1, -2]), "list of epoch numbers"),
     ],

@@ -1,6 +1,7 @@
 """Benchmarks that print figures (median of repeats, threads fixed); tests never time.
 
     python -m tutorial_lib.bench masks        # training step with masks over the plain model
+    python -m tutorial_lib.bench distill      # distillation step over plain step + teacher forward
     python -m tutorial_lib.bench notebooks    # wall time of each notebook at the tutorial profile
 """
 
@@ -51,9 +52,68 @@ def masks_overhead(profile: str = "tutorial", repeats: int = 7, steps: int = 5) 
             "plain_ms": 1e3 * p, "masked_ms": 1e3 * m, "ratio": m / p, "target": MASK_STEP_TARGET}
 
 
+def distill_overhead(profile: str = "tutorial", repeats: int = 7) -> dict:
+    """Median step time of a plain student, a teacher forward, and a student step under each
+    distillation method; the target is distill <= 1.5 x (plain step + teacher forward)."""
+    from tutorial_lib import data
+    from tutorial_lib.distill import losses
+    from tutorial_lib.distill.student import stage_starts
+    from tutorial_lib.distill.taps import Taps, stage_ends
+    from tutorial_lib.models import vgg
+
+    cfg = profiles.resolve(profile)
+    threads = repro.resolve_threads(cfg.threads)
+    repro.seed_everything(0, threads)
+    teacher = models.build(cfg, 10).eval()
+    student = vgg.VGG(vgg.vgg_signature("vgg8", cfg.width), num_classes=10)
+    x, y = torch.randn(cfg.batch_size, 3, 32, 32), torch.randint(0, 10, (cfg.batch_size,))
+    opt = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9)
+    s_names = stage_ends(student) + stage_starts(student)
+    t_names = stage_ends(teacher) + stage_starts(teacher)
+    n = len(stage_ends(student))
+
+    def step(extra):
+        with Taps(student, s_names) as s_taps, Taps(teacher, t_names) as t_taps:
+            start = time.perf_counter()
+            with torch.no_grad():
+                t_logits = teacher(x) if extra else None
+            logits = student(x)
+            loss = F.cross_entropy(logits, y)
+            if extra:
+                loss = loss + extra(logits, t_logits, s_taps.features(), t_taps.features())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return time.perf_counter() - start
+
+    def teacher_forward():
+        start = time.perf_counter()
+        with torch.no_grad():
+            teacher(x)
+        return time.perf_counter() - start
+
+    variants = {
+        "kd": lambda s, t, sf, tf: losses.kd_loss(s, t),
+        "at": lambda s, t, sf, tf: losses.at_loss(sf[:n], tf[:n]),
+        "fsp": lambda s, t, sf, tf: losses.fsp_loss(list(zip(sf[n:], sf[:n])), list(zip(tf[n:], tf[:n]))),
+    }
+    for _ in range(2):  # warm-up
+        step(None), teacher_forward(), [step(v) for v in variants.values()]
+    times: dict[str, list[float]] = {"plain": [], "teacher": [], **{k: [] for k in variants}}
+    for _ in range(repeats):
+        times["plain"].append(step(None))
+        times["teacher"].append(teacher_forward())
+        for k, v in variants.items():
+            times[k].append(step(v))
+    med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+    budget = med["plain"] + med["teacher"]
+    return {"threads": threads, "batch": cfg.batch_size, "ms": med,
+            "ratio": {k: med[k] / budget for k in variants}, "target": 1.5}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["masks", "notebooks"])
+    parser.add_argument("what", choices=["masks", "distill", "notebooks"])
     parser.add_argument("--profile", default="tutorial", choices=list(profiles.PROFILES))
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
@@ -63,6 +123,14 @@ def main(argv: list[str] | None = None) -> None:
               f"median of {args.repeats} x 5 steps")
         print(f"  plain  {r['plain_ms']:8.2f} ms\n  masked {r['masked_ms']:8.2f} ms\n"
               f"  ratio  {r['ratio']:8.3f} (target <= {r['target']:.2f}: {'met' if r['ratio'] <= r['target'] else 'MISSED'})")
+    elif args.what == "distill":
+        r = distill_overhead(args.profile, args.repeats)
+        print(f"distillation step, teacher {args.profile} VGG, student vgg8, batch {r['batch']}, {r['threads']} threads, "
+              f"median of {args.repeats}")
+        print(f"  plain student step {r['ms']['plain']:.2f} ms, teacher forward {r['ms']['teacher']:.2f} ms")
+        for k, ratio in r["ratio"].items():
+            print(f"  {k:4s} step {r['ms'][k]:8.2f} ms = {ratio:.2f} x (plain + teacher) "
+                  f"(target <= {r['target']}: {'met' if ratio <= r['target'] else 'MISSED'})")
     else:
         out = paths.results_dir(args.profile) / "bench"
         for nb in run.notebooks():

@@ -64,3 +64,24 @@ def baseline(cfg, bundle) -> tuple[nn.Module, pd.DataFrame]:
         train=lambda model, folder: train.fit(model, bundle, cfg, checkpoint_dir=folder, desc="baseline"),
         fields=profiles.BASELINE_FIELDS,
     )
+
+
+def store(name: str, cfg, fields: Iterable[str], model: nn.Module, **meta) -> Path:
+    """Keep a finished model (one with ``spec()``) for later lessons, keyed like ``get_or_train``."""
+    return checkpoint.save(entry_dir(name, cfg, fields) / "final.pt", model, meta={"config": cfg.to_dict(), **meta})
+
+
+def get_or_make(name: str, cfg, fields: Iterable[str], make: Callable[[], nn.Module]) -> nn.Module:
+    """A stored model rebuilt from its spec, or ``make()``'s result, stored for next time.
+
+    For artifacts whose architecture is only known once they exist (a pruned model)."""
+    from tutorial_lib import models
+
+    final = entry_dir(name, cfg, fields) / "final.pt"
+    if final.exists():
+        model = models.from_spec(checkpoint.read_meta(final)["spec"])
+        checkpoint.load(final, model)
+        return model
+    model = make()
+    store(name, cfg, fields, model)
+    return model

@@ -181,8 +181,8 @@ def _channel_fractions(gm: fx.GraphModule) -> dict[str, tuple[float, float]]:
             fout = frac(by_layer.get(node.target)) if isinstance(mod, nn.Conv2d) else 1.0
             fractions[node.target] = (fin, fout)
         elif isinstance(mod, nn.BatchNorm2d):
-            producer = node.args[0]
-            fractions[node.target] = (1.0, frac(by_layer.get(producer.target)) if producer.op == "call_module" else 1.0)
+            conv = graph.producer(gm, node, (nn.Conv2d,))
+            fractions[node.target] = (1.0, frac(by_layer.get(conv.target)) if conv is not None else 1.0)
     return fractions
 
 

@@ -75,3 +75,32 @@ def frontier(table: pd.DataFrame, baseline_accuracy: float, noise: float, title:
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def attention_maps(images: torch.Tensor, teacher_maps: torch.Tensor, student_maps: torch.Tensor,
+                   title: str = "attention maps: teacher versus student"):
+    """Rows: input (first channel), teacher attention, student attention; one column per image."""
+    n = images.shape[0]
+    fig, axes = plt.subplots(3, n, figsize=(1.8 * n, 5.4), squeeze=False)
+    for i in range(n):
+        for row, (img, label) in enumerate([(images[i, 0], "input"), (teacher_maps[i], "teacher"),
+                                            (student_maps[i], "student")]):
+            axes[row][i].imshow(img.cpu(), cmap="gray" if row == 0 else "magma")
+            axes[row][i].set_xticks([]), axes[row][i].set_yticks([])
+            if i == 0:
+                axes[row][i].set_ylabel(label)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def fsp_matrices(teacher: torch.Tensor, student: torch.Tensor, title: str = "FSP matrices"):
+    """Teacher and student FSP (Gram) matrices side by side, on one colour scale."""
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.4))
+    vmax = float(max(teacher.abs().max(), student.abs().max()))
+    for ax, m, label in zip(axes, (teacher, student), ("teacher", "student")):
+        im = ax.imshow(m.cpu(), cmap="coolwarm", vmin=-vmax, vmax=vmax)
+        ax.set(title=label, xlabel="stage end channel", ylabel="stage start channel")
+    fig.colorbar(im, ax=axes, shrink=0.8)
+    fig.suptitle(title)
+    return fig

@@ -18,6 +18,8 @@ from torch import nn
 Signature = list[Union[int, str]]
 
 VGG_SIGNATURES: dict[str, Signature] = {
+    # vgg8: one conv per stage at VGG's stage widths (RepDistiller's CIFAR student)
+    "vgg8": [64, "M", 128, "M", 256, "M", 512, "M", 512, "M"],
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tutorial_lib import data, masks, metrics, tables, train
+from tutorial_lib import cache, data, masks, metrics, profiles, tables, train
 from tutorial_lib.pruning import baselines, joint
 from tutorial_lib.pruning.pack import pack
 
@@ -59,16 +59,25 @@ def evaluate_packed(model: nn.Module, bundle: data.DataBundle, cfg, recalibrate:
 
 def run_joint(baseline: nn.Module, bundle: data.DataBundle, cfg, lam: float | None = None) -> Result:
     """Joint pruning of a copy of ``baseline`` (the frozen original is the KD teacher), then pack."""
+    if lam is not None and lam != cfg.prune_lambda:
+        cfg = cfg.replace(prune_lambda=lam)
     masked = masks.insert_masks(copy.deepcopy(baseline), seed=cfg.seed)
-    history = joint.prune(masked, baseline, bundle, cfg, lam=lam)
+    history = joint.prune(masked, baseline, bundle, cfg)
     packed = pack(masked)
     estimate = masks.estimate(masked, (1, 3, bundle.image_size, bundle.image_size), flops=False)
     x = next(iter(data.loaders(bundle, cfg)[1]))[0][:16].to(cfg.device)
     with torch.no_grad():  # the packed model computes what the masked one did (eval mode)
         gap = (masked.eval()(x) - packed.eval()(x)).abs().max().item()
     acc, params, flops = evaluate_packed(packed, bundle, cfg)
+    cache.store("joint-pruned", cfg, profiles.PRUNE_FIELDS, packed)
     return Result("joint", packed, acc, params, flops, history,
                   {"masked": masked, "pack_max_abs_diff": gap, "estimated_params": estimate["params_kept"]})
+
+
+def joint_pruned(baseline: nn.Module, bundle: data.DataBundle, cfg) -> nn.Module:
+    """The packed joint-pruned model of this profile: from the cache lesson 02 fills, or made now."""
+    return cache.get_or_make("joint-pruned", cfg, profiles.PRUNE_FIELDS,
+                             lambda: run_joint(baseline, bundle, cfg).model)
 
 
 def run_methods(baseline: nn.Module, bundle: data.DataBundle, cfg, lam: float | None = None,
@@ -192,8 +201,6 @@ def imagenet_experiment(cfg, imagenet_root: str | None) -> tuple[dict[str, Resul
     it was not run."""
     if cfg.profile != "paper" or not imagenet_root:
         return None, None
-    from tutorial_lib import cache
-
     icfg = imagenet_cfg(cfg, imagenet_root)
     bundle = data.load(icfg)
     base_model, _ = cache.baseline(icfg, bundle)

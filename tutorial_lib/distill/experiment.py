@@ -1,0 +1,112 @@
+"""Lesson 05's experiment: one teacher, two students, every distillation method, one table.
+
+Students: ``vgg8`` (one conv per stage at the teacher's stage widths, the plain shallower
+VGG of RepDistiller's vgg13 -> vgg8 setting) and the joint-pruned signature of lesson 02.
+FSP compares Gram matrices, so it needs the student's stage widths to equal the
+teacher's; where they differ (the pruned student) its row says so instead of a number.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+from torch import nn
+
+from tutorial_lib import data, models, tables, train
+from tutorial_lib.distill.student import stage_starts, train_student
+from tutorial_lib.distill.taps import Taps, stage_ends
+from tutorial_lib.models import vgg
+
+ROWS = ("scratch", "kd", "fitnet", "fsp", "at", "kd+at")
+LABELS = {"scratch": "student from scratch", "kd": "KD", "fitnet": "FitNet (hint, then KD)", "fsp": "FSP",
+          "at": "attention transfer", "kd+at": "KD + AT"}
+
+
+def widths_at(model: nn.Module, names: list[str]) -> list[int]:
+    """Channel counts of the tapped outputs (one dry forward pass of a 32x32 image)."""
+    with Taps(model, names) as taps, torch.no_grad():
+        model.eval()(torch.zeros(1, 3, 32, 32))
+        return [f.shape[1] for f in taps.features()]
+
+
+def fsp_applicable(student: nn.Module, teacher: nn.Module) -> bool:
+    names = lambda m: stage_ends(m) + stage_starts(m)  # noqa: E731
+    return widths_at(student, names(student)) == widths_at(teacher, names(teacher))
+
+
+def student_specs(cfg, num_classes: int, pruned: nn.Module | None) -> dict[str, dict]:
+    """The students by name: the plain shallower VGG, and the pruned signature when given."""
+    specs = {"vgg8": vgg.VGG(vgg.vgg_signature("vgg8", cfg.width), num_classes=num_classes).spec()}
+    if pruned is not None:
+        specs["joint-pruned (lesson 02)"] = pruned.spec()
+    return specs
+
+
+def run(teacher: nn.Module, bundle: data.DataBundle, cfg, specs: dict[str, dict],
+        methods: tuple[str, ...] = ROWS) -> tuple[pd.DataFrame, dict]:
+    """Train every student with every method; return one row per (student, method) and the
+    trained models keyed the same way."""
+    rows, trained = [], {}
+    _, test_loader = data.loaders(bundle, cfg)
+    for name, spec in specs.items():
+        for method in methods:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(cfg.seed)
+                student = models.from_spec(spec)
+            if method == "fsp" and not fsp_applicable(student, teacher):
+                rows.append({"student": name, "method": method, "top-1 %": None, "s / epoch": None,
+                             "note": "n/a: stage widths differ from the teacher's"})
+                continue
+            history = train_student(student, teacher, bundle, cfg, method)
+            acc = train.evaluate(student, test_loader, cfg.device)["accuracy"]
+            rows.append({"student": name, "method": method, "top-1 %": round(acc, 1),
+                         "s / epoch": round(float(history["epoch_seconds"].median()), 2), "note": ""})
+            trained[(name, method)] = student
+    return pd.DataFrame(rows), trained
+
+
+def table(results: pd.DataFrame, teacher_accuracy: float, teacher_params: int, params: dict[str, int]) -> pd.DataFrame:
+    """The lesson's table: accuracy, gain over scratch, time per epoch, published figures beside."""
+    out = []
+    for _, r in results.iterrows():
+        scratch = results[(results.student == r.student) & (results.method == "scratch")]["top-1 %"]
+        gain = "" if r["top-1 %"] is None or scratch.empty else round(r["top-1 %"] - scratch.iloc[0], 1)
+        published = tables.published("distill_cifar100")
+        hit = published[published.metric == r.method]
+        out.append({
+            "student": f"{r.student} ({params[r.student]:,} params)", "method": LABELS[r.method],
+            "top-1 %": "" if r["top-1 %"] is None else r["top-1 %"], "gain over scratch": gain,
+            "teacher top-1 %": round(teacher_accuracy, 1), "s / epoch": r["s / epoch"] or "", "note": r.note,
+            "published vgg13->vgg8 top-1 % (CIFAR-100)": float(hit.value.iloc[0]) if len(hit) else "",
+        })
+    df = pd.DataFrame(out)
+    df.attrs["teacher_params"] = teacher_params
+    return df
+
+
+@torch.no_grad()
+def attention_pairs(teacher: nn.Module, student: nn.Module, images: torch.Tensor, stage: int) -> tuple:
+    """(teacher maps, student maps) of attention at the end of ``stage`` for ``images``."""
+    from tutorial_lib.distill.losses import attention_map
+
+    maps = []
+    for model in (teacher, student):
+        with Taps(model, [stage_ends(model)[stage]]) as taps:
+            model.eval()(images)
+            f = taps.features()[0]
+            maps.append(attention_map(f).view(f.shape[0], *f.shape[-2:]))
+    return maps[0], maps[1]
+
+
+@torch.no_grad()
+def fsp_pair(teacher: nn.Module, student: nn.Module, images: torch.Tensor, stage: int) -> tuple:
+    """(teacher, student) FSP matrices of ``stage`` (stage start x stage end), batch mean."""
+    from tutorial_lib.distill.losses import fsp_matrix
+
+    out = []
+    for model in (teacher, student):
+        names = [stage_starts(model)[stage], stage_ends(model)[stage]]
+        with Taps(model, names) as taps:
+            model.eval()(images)
+            out.append(fsp_matrix(*taps.features()).mean(0))
+    return out[0], out[1]

@@ -1,0 +1,134 @@
+"""Training a student under a teacher with any registered distillation method.
+
+A method is a name plus its parameters, so a table row is one entry of ``METHODS``:
+
+- ``scratch``: cross-entropy only (the reference every gain is measured against);
+- ``kd``: CE + KD on the logits (T = 4);
+- ``at``: CE + attention transfer at the end of every stage (beta = 1e3);
+- ``fsp``: CE + FSP between the first and last activation of every stage;
+- ``fitnet``: hint training of the student up to its guided layer through a regressor,
+  then KD (the paper's two stages); ``fitnet_1stage``: CE + hint loss throughout;
+- ``kd+at``: CE + KD + AT.
+
+Feature taps come from forward hooks on named modules (``distill.taps``), so any pair of
+models works; the defaults tap the stage ends of VGGs. The teacher runs without gradients.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from tutorial_lib import data, train
+from tutorial_lib.distill import losses
+from tutorial_lib.distill.taps import Taps, stage_ends
+
+METHODS: dict[str, dict] = {
+    "scratch": {},
+    "kd": {"kd": 1.0},
+    "at": {"at": 1.0},
+    "fsp": {"fsp": 1.0},
+    "fitnet": {"hint": 1.0, "two_stage": True},
+    "fitnet_1stage": {"hint": 1.0},
+    "kd+at": {"kd": 1.0, "at": 1.0},
+}
+
+
+def stage_starts(model: nn.Module) -> list[str]:
+    """Names of the first activation of every stage of a VGG (after the input or a max-pool)."""
+    names = list(dict(model.named_modules()))
+    modules = dict(model.named_modules())
+    starts, open_stage = [], True
+    for name in names:
+        m = modules[name]
+        if isinstance(m, nn.MaxPool2d):
+            open_stage = True
+        elif isinstance(m, nn.ReLU) and open_stage:
+            starts.append(name)
+            open_stage = False
+    return starts
+
+
+def _check_method(method: str) -> dict:
+    if method not in METHODS:
+        raise ValueError(f"unknown distillation method {method!r}; valid choices: {', '.join(METHODS)}")
+    return METHODS[method]
+
+
+def train_student(
+    student: nn.Module,
+    teacher: nn.Module,
+    bundle: data.DataBundle,
+    cfg,
+    method: str,
+    epochs: int | None = None,
+    hint_layer: int = 2,
+    checkpoint_dir: str | Path | None = None,
+) -> pd.DataFrame:
+    """Train ``student`` with ``method`` under the frozen ``teacher``; return the history.
+
+    ``hint_layer`` picks the stage whose end is FitNet's hint (teacher) and guided layer
+    (student). For FitNet's two stages, the first ``epochs // 4`` epochs train only the hint
+    loss through the regressor, the rest use CE + KD.
+    """
+    spec = _check_method(method)
+    epochs = cfg.epochs if epochs is None else epochs
+    teacher.eval()
+    s_names, t_names = stage_ends(student), stage_ends(teacher)
+    if len(s_names) != len(t_names):
+        raise ValueError(f"student has {len(s_names)} stages, teacher {len(t_names)}: tap matching stages by name")
+    if "fsp" in spec:
+        s_names = s_names + stage_starts(student)
+        t_names = t_names + stage_starts(teacher)
+    s_taps, t_taps = Taps(student, s_names), Taps(teacher, t_names)
+    n = len(stage_ends(student))
+    regressor = None
+    if "hint" in spec:
+        with torch.no_grad():
+            x = bundle.train[0][0].unsqueeze(0)
+            student.eval()(x), teacher(x)
+        regressor = losses.hint_regressor(s_taps.features()[hint_layer].shape[1], t_taps.features()[hint_layer].shape[1])
+    def make_regularizer(terms_wanted: dict):
+        def regularizer(model, x, y, logits):
+            with torch.no_grad():
+                t_logits = teacher(x)
+            s_feat, t_feat = s_taps.features(), t_taps.features()
+            terms = {}
+            if "kd" in terms_wanted:
+                terms["kd"] = terms_wanted["kd"] * losses.kd_loss(logits, t_logits, cfg.kd_temperature)
+            if "at" in terms_wanted:
+                terms["at"] = terms_wanted["at"] * losses.at_loss(s_feat[:n], t_feat[:n])
+            if "fsp" in terms_wanted:
+                pairs = lambda f: list(zip(f[n:], f[:n]))  # noqa: E731  (stage start, stage end)
+                terms["fsp"] = terms_wanted["fsp"] * losses.fsp_loss(pairs(s_feat), pairs(t_feat))
+            if "hint" in terms_wanted:
+                terms["hint"] = terms_wanted["hint"] * losses.fitnet_loss(s_feat[hint_layer], t_feat[hint_layer],
+                                                                         regressor)
+            return terms
+
+        return regularizer
+
+    params = list(student.parameters()) + (list(regressor.parameters()) if regressor is not None else [])
+    folder = Path(checkpoint_dir) if checkpoint_dir else None
+    try:
+        if not spec.get("two_stage"):
+            terms = {k: v for k, v in spec.items() if k in ("kd", "at", "fsp", "hint")}
+            return train.fit(student, bundle, cfg, epochs=epochs, optimizer=train.sgd(params, cfg),
+                             regularizer=make_regularizer(terms), checkpoint_dir=folder, desc=method)
+        hint_epochs = max(1, epochs // 4)
+        # stage 1: the hint alone (task weight 0) trains the student up to its guided layer
+        first = train.fit(student, bundle, cfg.replace(epochs=hint_epochs, milestones=()), epochs=hint_epochs,
+                          optimizer=train.sgd(params, cfg), regularizer=make_regularizer({"hint": spec["hint"]}),
+                          checkpoint_dir=folder / "hint" if folder else None, desc="fitnet hint", task_weight=0.0)
+        # stage 2: CE + KD on the whole student
+        second = train.fit(student, bundle, cfg, epochs=epochs - hint_epochs,
+                           optimizer=train.sgd(student.parameters(), cfg), regularizer=make_regularizer({"kd": 1.0}),
+                           checkpoint_dir=folder / "kd" if folder else None, desc="fitnet kd")
+        second["epoch"] += hint_epochs
+        return pd.concat([first.assign(stage="hint"), second.assign(stage="kd")], ignore_index=True)
+    finally:
+        s_taps.remove()
+        t_taps.remove()
