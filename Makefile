@@ -40,6 +40,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m tutorial_lib.bench masks
+	$(PY) -m tutorial_lib.bench distill
 
 lab: $(STAMP)
 	$(PY) -m ipykernel install --sys-prefix --name compression-tutorial --display-name "Compression tutorial (.venv)"

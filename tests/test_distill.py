@@ -97,3 +97,30 @@ def test_unknown_student_method():
 
     with pytest.raises(ValueError, match="valid choices: scratch, kd"):
         st.train_student(nn.Linear(1, 1), nn.Linear(1, 1), None, None, "crd")
+
+
+def test_experiment_table_and_figure_helpers(smoke_cfg):
+    from tutorial_lib import data, models
+    from tutorial_lib.distill import experiment
+
+    cfg = smoke_cfg.replace(epochs=1, max_steps=1)
+    bundle = data.load(cfg)
+    teacher = models.build(cfg, bundle.num_classes)
+    narrow = vgg.VGG([2, "M", 8, 16, "M", 16, 16, "M", 32, 32, "M", 32, 32, "M"], num_classes=10)
+    specs = experiment.student_specs(cfg, bundle.num_classes, narrow)
+    assert experiment.fsp_applicable(models.from_spec(specs["vgg8"]), teacher)
+    assert not experiment.fsp_applicable(narrow, teacher)
+    results, trained = experiment.run(teacher, bundle, cfg, specs, methods=("scratch", "kd", "fsp"))
+    assert len(results) == 6 and ("joint-pruned (lesson 02)", "fsp") not in trained
+    params = {name: 1000 for name in specs}
+    table = experiment.table(results, 9.4, 36954, params)
+    fsp_row = table[(table.method == "FSP") & table.student.str.startswith("joint")].iloc[0]
+    assert fsp_row["top-1 %"] == "" and "n/a" in fsp_row["note"]
+    assert table[(table.method == "KD") & table.student.str.startswith("vgg8")].iloc[0][
+        "published vgg13->vgg8 top-1 % (CIFAR-100)"] == 72.98
+    assert table[table.student.str.startswith("joint")]["published vgg13->vgg8 top-1 % (CIFAR-100)"].eq("").all()
+    images = torch.stack([bundle.test[i][0] for i in range(3)])
+    t_maps, s_maps = experiment.attention_pairs(teacher, trained[("vgg8", "kd")], images, stage=1)
+    assert t_maps.shape == s_maps.shape == (3, 16, 16)
+    g_t, g_s = experiment.fsp_pair(teacher, trained[("vgg8", "fsp")], images, stage=1)
+    assert g_t.shape == g_s.shape == (8, 8)

@@ -138,7 +138,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         dataset="digits_m", arch="vgg19", width=0.25, epochs=10, batch_size=64, lr=0.05,
         momentum=0.9, weight_decay=5e-4, milestones=(7, 9), lr_gamma=0.1, augment=False,
         mask_epochs=4, mask_lambda=1.0, mask_lr=0.01, mask_weight_lr=0.01,
-        prune_epochs=10, prune_lambda=0.012, mask_loss="filter_sum", frontier_lambdas=(0.005, 0.05),
+        prune_epochs=10, prune_lambda=0.012, mask_loss="filter_sum", frontier_lambdas=(0.005, 0.07),
     ),
     "paper": dict(
         dataset="cifar100", arch="vgg19", width=1.0, epochs=164, batch_size=256, lr=0.1,

@@ -118,7 +118,7 @@ def train_student(
             terms = {k: v for k, v in spec.items() if k in ("kd", "at", "fsp", "hint")}
             return train.fit(student, bundle, cfg, epochs=epochs, optimizer=train.sgd(params, cfg),
                              regularizer=make_regularizer(terms), checkpoint_dir=folder, desc=method)
-        hint_epochs = max(1, epochs // 4)
+        hint_epochs = max(1, epochs // 4) if epochs > 1 else 1  # with one epoch there is only the hint stage
         # stage 1: the hint alone (task weight 0) trains the student up to its guided layer
         first = train.fit(student, bundle, cfg.replace(epochs=hint_epochs, milestones=()), epochs=hint_epochs,
                           optimizer=train.sgd(params, cfg), regularizer=make_regularizer({"hint": spec["hint"]}),
@@ -127,7 +127,8 @@ def train_student(
         second = train.fit(student, bundle, cfg, epochs=epochs - hint_epochs,
                            optimizer=train.sgd(student.parameters(), cfg), regularizer=make_regularizer({"kd": 1.0}),
                            checkpoint_dir=folder / "kd" if folder else None, desc="fitnet kd")
-        second["epoch"] += hint_epochs
+        if not second.empty:
+            second["epoch"] += hint_epochs
         return pd.concat([first.assign(stage="hint"), second.assign(stage="kd")], ignore_index=True)
     finally:
         s_taps.remove()
