@@ -39,6 +39,7 @@ def run(profile: str, only: list[str] | None = None, in_place: bool = False) -> 
     folder = paths.results_dir(profile)
     timing_file = folder / "timings.json"
     wall = json.loads(timing_file.read_text()) if timing_file.exists() else {}
+    wall = {name: t for name, t in wall.items() if name in {nb.name for nb in notebooks()}}  # drop removed lessons
     for nb in notebooks(only):
         out = nb if in_place else folder / "notebooks" / nb.name
         print(f"[{profile}] {nb.name} ...", flush=True)

@@ -32,13 +32,14 @@ def published(table: str | None = None) -> pd.DataFrame:
     return df if table is None else df[df["table"] == table].reset_index(drop=True)
 
 
-def published_value(table: str, row: str, metric: str) -> float:
-    """One published figure; ``KeyError`` naming what exists when it is not there."""
+def published_value(table: str, row: str, metric: str) -> float | int:
+    """One published figure (counts as ``int``); ``KeyError`` naming what exists when it is not there."""
     df = published(table)
     hit = df[(df["row"] == row) & (df["metric"] == metric)]
     if hit.empty:
         raise KeyError(f"no published {metric!r} for {row!r} in {table!r}; rows: {sorted(set(df['row']))}")
-    return float(hit["value"].iloc[0])
+    value = float(hit["value"].iloc[0])
+    return int(value) if hit["unit"].iloc[0] == "count" else value
 
 
 def published_source(table: str, row: str, metric: str) -> str:

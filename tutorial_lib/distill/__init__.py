@@ -2,6 +2,6 @@
 its parameters (torchdistill's idea). Every lesson that distils calls this code: lesson
 02's "scratch + KD" row and the KD term of joint pruning alike."""
 
-from tutorial_lib.distill.losses import LOSSES, get, kd_loss, register
+from tutorial_lib.distill.losses import LOSSES, get, kd_loss, register, teacher_kd
 
-__all__ = ["LOSSES", "get", "kd_loss", "register"]
+__all__ = ["LOSSES", "get", "kd_loss", "register", "teacher_kd"]

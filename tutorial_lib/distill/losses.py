@@ -50,6 +50,14 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     return temperature**2 * F.kl_div(s, t, reduction="batchmean", log_target=True)
 
 
+def teacher_kd(teacher: nn.Module, x: torch.Tensor, student_logits: torch.Tensor,
+               temperature: float = 4.0) -> torch.Tensor:
+    """KD against a frozen teacher run on the same batch (no gradient reaches the teacher)."""
+    with torch.no_grad():
+        teacher_logits = teacher(x)
+    return kd_loss(student_logits, teacher_logits, temperature)
+
+
 def _same_size(s: torch.Tensor, t: torch.Tensor, what: str) -> None:
     if s.shape[-2:] != t.shape[-2:]:
         raise ValueError(f"{what}: student map {tuple(s.shape[-2:])} and teacher map {tuple(t.shape[-2:])} differ in "

@@ -93,12 +93,11 @@ def train_student(
         regressor = losses.hint_regressor(s_taps.features()[hint_layer].shape[1], t_taps.features()[hint_layer].shape[1])
     def make_regularizer(terms_wanted: dict):
         def regularizer(model, x, y, logits):
-            with torch.no_grad():
-                t_logits = teacher(x)
+            kd = losses.teacher_kd(teacher, x, logits, cfg.kd_temperature)  # also fills the teacher's taps
             s_feat, t_feat = s_taps.features(), t_taps.features()
             terms = {}
             if "kd" in terms_wanted:
-                terms["kd"] = terms_wanted["kd"] * losses.kd_loss(logits, t_logits, cfg.kd_temperature)
+                terms["kd"] = terms_wanted["kd"] * kd
             if "at" in terms_wanted:
                 terms["at"] = terms_wanted["at"] * losses.at_loss(s_feat[:n], t_feat[:n])
             if "fsp" in terms_wanted:

@@ -20,10 +20,11 @@ import copy
 import math
 from typing import Callable
 
+import pandas as pd
 import torch
 from torch import nn
 
-from tutorial_lib import data, distill, masks, models, train
+from tutorial_lib import data, distill, graph, masks, models, train
 from tutorial_lib.pruning.pack import pack
 
 
@@ -88,10 +89,6 @@ def _largest_under(masked, budget: int, top: int, pattern: Callable[[int], dict]
     return pattern(lo)
 
 
-def _spec_of(packed: nn.Module) -> dict:
-    return packed.spec()
-
-
 def _epochs_schedule(cfg, epochs: int):
     """The profile's optimiser schedule stretched to ``epochs`` (milestones scaled)."""
     scale = epochs / max(cfg.epochs, 1)
@@ -100,7 +97,7 @@ def _epochs_schedule(cfg, epochs: int):
 
 
 def scratch(spec: dict, bundle: data.DataBundle, cfg, teacher: nn.Module | None = None,
-            checkpoint_dir=None) -> tuple[nn.Module, "train.pd.DataFrame"]:
+            checkpoint_dir=None) -> tuple[nn.Module, pd.DataFrame]:
     """Train the signature ``spec`` from scratch for the baseline's epochs plus the pruning
     epochs (the whole budget), with the baseline's recipe; with ``teacher``, add KD."""
     run_cfg = _epochs_schedule(cfg, cfg.epochs + cfg.prune_epochs)
@@ -110,12 +107,9 @@ def scratch(spec: dict, bundle: data.DataBundle, cfg, teacher: nn.Module | None 
     regularizer = None
     if teacher is not None:
         teacher.eval()  # frozen: runs under no_grad, never optimised
-        kd = distill.get("kd")
 
         def regularizer(m, x, y, logits):
-            with torch.no_grad():
-                target = teacher(x)
-            return {"kd": cfg.kd_weight * kd(logits, target, cfg.kd_temperature)}
+            return {"kd": cfg.kd_weight * distill.teacher_kd(teacher, x, logits, cfg.kd_temperature)}
 
     history = train.fit(model, bundle, run_cfg, regularizer=regularizer, checkpoint_dir=checkpoint_dir,
                         desc="scratch+kd" if teacher is not None else "scratch")
@@ -129,12 +123,12 @@ def finetune_cfg(cfg, epochs: int):
 
 def bn_scales(model: nn.Module) -> dict[str, torch.Tensor]:
     """|gamma| of the batch norm after each masked conv, keyed by the conv's name."""
-    gm = masks.graph.trace(model)
+    gm = graph.trace(model)
     out = {}
     for node in gm.graph.nodes:
-        mod = masks.graph.module_of(gm, node)
+        mod = graph.module_of(gm, node)
         if isinstance(mod, nn.BatchNorm2d):
-            conv = masks.graph.producer(gm, node, (nn.Conv2d,))
+            conv = graph.producer(gm, node, (nn.Conv2d,))
             out[conv.target] = mod.weight.detach().abs().clone()
     return out
 

@@ -60,14 +60,11 @@ def train_joint(
         raise ValueError("the model has no channel masks: call masks.insert_masks(model) first")
     if teacher is not None:
         teacher.eval()  # frozen: it runs under no_grad and is never given to the optimizer
-    kd = distill.get("kd")
 
     def regularizer(m, x, y, logits):
         terms = {"mask": lam * masks.sparsity_loss(m, mask_loss)}
         if teacher is not None and kd_weight > 0:
-            with torch.no_grad():
-                target = teacher(x)
-            terms["kd"] = kd_weight * kd(logits, target, temperature)
+            terms["kd"] = kd_weight * distill.teacher_kd(teacher, x, logits, temperature)
         return terms
 
     optimizer = mask_optimizer(model, cfg, weight_lr)
@@ -142,4 +139,4 @@ def summary_table(base: dict, after: dict, kept: pd.DataFrame, estimate: dict, f
         source = tables.published_source(table, row, metric) if table else ""
         records.append({"quantity": label, "ours": ours, "published (CIFAR-100, VGG19-BN)": published,
                         "published source": source})
-    return pd.DataFrame(records)
+    return pd.DataFrame(records, dtype=object)  # counts stay integers in the CSV
