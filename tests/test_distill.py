@@ -49,6 +49,8 @@ def test_attention_map_and_loss_by_hand():
     assert distill.get("at")([x], [y]).item() == pytest.approx(500.0)
     with pytest.raises(ValueError, match="spatial size"):
         distill.get("at")([x], [torch.zeros(1, 2, 2, 2)])
+    with pytest.raises(ValueError, match="1 student taps but 2 teacher taps"):
+        distill.get("at")([x], [y, y])
 
 
 def test_fitnet_by_hand_and_regressor_width():

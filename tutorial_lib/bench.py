@@ -55,7 +55,6 @@ def masks_overhead(profile: str = "tutorial", repeats: int = 7, steps: int = 5) 
 def distill_overhead(profile: str = "tutorial", repeats: int = 7) -> dict:
     """Median step time of a plain student, a teacher forward, and a student step under each
     distillation method; the target is distill <= 1.5 x (plain step + teacher forward)."""
-    from tutorial_lib import data
     from tutorial_lib.distill import losses
     from tutorial_lib.distill.student import stage_starts
     from tutorial_lib.distill.taps import Taps, stage_ends

@@ -100,6 +100,8 @@ def fsp_matrix(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
 def fsp_loss(student_pairs: list[tuple[torch.Tensor, torch.Tensor]],
              teacher_pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
     """Mean over layer pairs of the MSE between student and teacher FSP matrices."""
+    if len(student_pairs) != len(teacher_pairs):
+        raise ValueError(f"fsp: {len(student_pairs)} student pairs but {len(teacher_pairs)} teacher pairs")
     losses = []
     for (s1, s2), (t1, t2) in zip(student_pairs, teacher_pairs):
         gs, gt = fsp_matrix(s1, s2), fsp_matrix(t1.detach(), t2.detach())
@@ -119,6 +121,8 @@ def attention_map(x: torch.Tensor) -> torch.Tensor:
 def at_loss(student_features: list[torch.Tensor], teacher_features: list[torch.Tensor],
             beta: float = 1e3) -> torch.Tensor:
     """Attention transfer: ``beta / 2 * sum over taps of mean((at(s) - at(t))^2)``."""
+    if len(student_features) != len(teacher_features):
+        raise ValueError(f"at: {len(student_features)} student taps but {len(teacher_features)} teacher taps")
     terms = []
     for s, t in zip(student_features, teacher_features):
         _same_size(s, t, "at")

@@ -91,6 +91,7 @@ def train_student(
             x = bundle.train[0][0].unsqueeze(0)
             student.eval()(x), teacher(x)
         regressor = losses.hint_regressor(s_taps.features()[hint_layer].shape[1], t_taps.features()[hint_layer].shape[1])
+
     def make_regularizer(terms_wanted: dict):
         def regularizer(model, x, y, logits):
             kd = losses.teacher_kd(teacher, x, logits, cfg.kd_temperature)  # also fills the teacher's taps
