@@ -152,6 +152,10 @@ def test_all_methods_run_at_one_budget(smoke_cfg):
     assert table.loc[5, "published top-1 % (CIFAR-100)"] == ""  # no published L1-norm row
     with pytest.raises(ValueError, match="valid choices"):
         compare.run_methods(base, bundle, cfg, methods=("joint", "taylor"))
+    # later lessons get the same packed model back from the cache, rebuilt from its spec
+    again = compare.joint_pruned(base, bundle, cfg)
+    assert again.signature == joint_r.model.signature
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), joint_r.model.state_dict().values()))
 
 
 def test_imagenet_table_says_not_run_and_paper_path_runs_on_a_fixture(tmp_path):

@@ -12,10 +12,9 @@ from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
 
-def count_parameters(model: nn.Module, exclude: list[nn.Parameter] | None = None) -> int:
-    """Number of parameters, optionally leaving some out (e.g. mask logits)."""
-    skip = {id(p) for p in exclude or []}
-    return sum(p.numel() for p in model.parameters() if id(p) not in skip)
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters (of a masked model, mask logits included: see ``masks.estimate``)."""
+    return sum(p.numel() for p in model.parameters())
 
 
 def _example(model: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:
