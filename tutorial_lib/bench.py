@@ -56,8 +56,8 @@ def distill_overhead(profile: str = "tutorial", repeats: int = 7) -> dict:
     """Median step time of a plain student, a teacher forward, and a student step under each
     distillation method; the target is distill <= 1.5 x (plain step + teacher forward)."""
     from tutorial_lib.distill import losses
-    from tutorial_lib.distill.student import stage_starts
-    from tutorial_lib.distill.taps import Taps, stage_ends
+    from tutorial_lib.distill.student import fsp_pairs, stage_taps
+    from tutorial_lib.distill.taps import Taps
     from tutorial_lib.models import vgg
 
     cfg = profiles.resolve(profile)
@@ -67,9 +67,8 @@ def distill_overhead(profile: str = "tutorial", repeats: int = 7) -> dict:
     student = vgg.VGG(vgg.vgg_signature("vgg8", cfg.width), num_classes=10)
     x, y = torch.randn(cfg.batch_size, 3, 32, 32), torch.randint(0, 10, (cfg.batch_size,))
     opt = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9)
-    s_names = stage_ends(student) + stage_starts(student)
-    t_names = stage_ends(teacher) + stage_starts(teacher)
-    n = len(stage_ends(student))
+    s_names, t_names = stage_taps(student), stage_taps(teacher)
+    n = len(s_names) // 2  # the first n taps are the stage ends
 
     def step(extra):
         with Taps(student, s_names) as s_taps, Taps(teacher, t_names) as t_taps:
@@ -94,7 +93,7 @@ def distill_overhead(profile: str = "tutorial", repeats: int = 7) -> dict:
     variants = {
         "kd": lambda s, t, sf, tf: losses.kd_loss(s, t),
         "at": lambda s, t, sf, tf: losses.at_loss(sf[:n], tf[:n]),
-        "fsp": lambda s, t, sf, tf: losses.fsp_loss(list(zip(sf[n:], sf[:n])), list(zip(tf[n:], tf[:n]))),
+        "fsp": lambda s, t, sf, tf: losses.fsp_loss(fsp_pairs(sf), fsp_pairs(tf)),
     }
     for _ in range(2):  # warm-up
         step(None), teacher_forward(), [step(v) for v in variants.values()]

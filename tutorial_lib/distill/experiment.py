@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from tutorial_lib import data, models, tables, train
-from tutorial_lib.distill.student import stage_starts, train_student
+from tutorial_lib.distill.student import stage_starts, stage_taps, train_student
 from tutorial_lib.distill.taps import Taps, stage_ends
 from tutorial_lib.models import vgg
 
@@ -30,8 +30,7 @@ def widths_at(model: nn.Module, names: list[str]) -> list[int]:
 
 
 def fsp_applicable(student: nn.Module, teacher: nn.Module) -> bool:
-    names = lambda m: stage_ends(m) + stage_starts(m)  # noqa: E731
-    return widths_at(student, names(student)) == widths_at(teacher, names(teacher))
+    return widths_at(student, stage_taps(student)) == widths_at(teacher, stage_taps(teacher))
 
 
 def student_specs(cfg, num_classes: int, pruned: nn.Module | None) -> dict[str, dict]:

@@ -52,6 +52,17 @@ def stage_starts(model: nn.Module) -> list[str]:
     return starts
 
 
+def stage_taps(model: nn.Module) -> list[str]:
+    """Tap names for every method: the stage ends, then the stage starts (FSP pairs them)."""
+    return stage_ends(model) + stage_starts(model)
+
+
+def fsp_pairs(features: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(stage start, stage end) pairs from the outputs of ``stage_taps`` (ends first, then starts)."""
+    n = len(features) // 2
+    return list(zip(features[n:], features[:n]))
+
+
 def _check_method(method: str) -> dict:
     if method not in METHODS:
         raise ValueError(f"unknown distillation method {method!r}; valid choices: {', '.join(METHODS)}")
@@ -77,14 +88,12 @@ def train_student(
     spec = _check_method(method)
     epochs = cfg.epochs if epochs is None else epochs
     teacher.eval()
-    s_names, t_names = stage_ends(student), stage_ends(teacher)
-    if len(s_names) != len(t_names):
-        raise ValueError(f"student has {len(s_names)} stages, teacher {len(t_names)}: tap matching stages by name")
-    if "fsp" in spec:
-        s_names = s_names + stage_starts(student)
-        t_names = t_names + stage_starts(teacher)
-    s_taps, t_taps = Taps(student, s_names), Taps(teacher, t_names)
-    n = len(stage_ends(student))
+    n = len(stage_ends(student))  # the first n taps are the stage ends
+    if n != len(stage_ends(teacher)):
+        raise ValueError(f"student has {n} stages, teacher {len(stage_ends(teacher))}: tap matching stages by name")
+    # stage starts are tapped only for FSP: every tap clones an activation on each forward pass
+    taps_of = stage_taps if "fsp" in spec else stage_ends
+    s_taps, t_taps = Taps(student, taps_of(student)), Taps(teacher, taps_of(teacher))
     regressor = None
     if "hint" in spec:
         with torch.no_grad():
@@ -102,8 +111,7 @@ def train_student(
             if "at" in terms_wanted:
                 terms["at"] = terms_wanted["at"] * losses.at_loss(s_feat[:n], t_feat[:n])
             if "fsp" in terms_wanted:
-                pairs = lambda f: list(zip(f[n:], f[:n]))  # noqa: E731  (stage start, stage end)
-                terms["fsp"] = terms_wanted["fsp"] * losses.fsp_loss(pairs(s_feat), pairs(t_feat))
+                terms["fsp"] = terms_wanted["fsp"] * losses.fsp_loss(fsp_pairs(s_feat), fsp_pairs(t_feat))
             if "hint" in terms_wanted:
                 terms["hint"] = terms_wanted["hint"] * losses.fitnet_loss(s_feat[hint_layer], t_feat[hint_layer],
                                                                          regressor)
