@@ -110,14 +110,17 @@ def test_experiment_table_and_figure_helpers(smoke_cfg):
     teacher = models.build(cfg, bundle.num_classes)
     narrow = vgg.VGG([2, "M", 8, 16, "M", 16, 16, "M", 32, 32, "M", 32, 32, "M"], num_classes=10)
     specs = experiment.student_specs(cfg, bundle.num_classes, narrow)
-    assert experiment.fsp_applicable(models.from_spec(specs["vgg8"]), teacher)
-    assert not experiment.fsp_applicable(narrow, teacher)
+    assert experiment.same_widths(models.from_spec(specs["vgg8"]), teacher)  # smoke: student width = teacher's
+    assert not experiment.same_widths(narrow, teacher)
     results, trained = experiment.run(teacher, bundle, cfg, specs, methods=("scratch", "kd", "fsp"))
-    assert len(results) == 6 and ("joint-pruned (lesson 02)", "fsp") not in trained
+    assert len(results) == 6 and ("joint-pruned (lesson 02)", "fsp") in trained
     params = {name: 1000 for name in specs}
     table = experiment.table(results, 9.4, 36954, params)
     fsp_row = table[(table.method == "FSP") & table.student.str.startswith("joint")].iloc[0]
-    assert fsp_row["top-1 %"] == "" and "n/a" in fsp_row["note"]
+    assert fsp_row["top-1 %"] != "" and "connectors" in fsp_row["note"]
+    assert table[(table.method == "FSP") & table.student.str.startswith("vgg8")].iloc[0]["note"] == ""
+    sweep = experiment.temperature_sweep(teacher, bundle, cfg, specs["vgg8"], (1.0, 4.0), done={4.0: 12.3})
+    assert sweep["KD temperature T"].tolist() == [1.0, 4.0] and sweep["top-1 %"].iloc[1] == 12.3
     assert table[(table.method == "KD") & table.student.str.startswith("vgg8")].iloc[0][
         "published vgg13->vgg8 top-1 % (CIFAR-100)"] == 72.98
     assert table[table.student.str.startswith("joint")]["published vgg13->vgg8 top-1 % (CIFAR-100)"].eq("").all()
@@ -126,3 +129,18 @@ def test_experiment_table_and_figure_helpers(smoke_cfg):
     assert t_maps.shape == s_maps.shape == (3, 16, 16)
     g_t, g_s = experiment.fsp_pair(teacher, trained[("vgg8", "fsp")], images, stage=1)
     assert g_t.shape == g_s.shape == (8, 8)
+
+
+def test_attention_transfer_leaves_out_the_first_and_last_stage_ends():
+    from tutorial_lib.distill import student as st
+
+    feats = [torch.full((1, 1, 2, 2), float(i)) for i in range(5)]
+    assert [int(f[0, 0, 0, 0]) for f in st.at_features(feats)] == [1, 2, 3]
+    assert len(st.at_features(feats[:2])) == 2  # too few stages: keep them all
+
+
+def test_fsp_connectors_map_student_widths_to_the_teacher():
+    from tutorial_lib.distill import student as st
+
+    conn = st.fsp_connectors([2, 4], [2, 8])
+    assert isinstance(conn[0], nn.Identity) and conn[1](torch.ones(1, 4, 3, 3)).shape == (1, 8, 3, 3)

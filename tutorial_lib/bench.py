@@ -56,7 +56,7 @@ def distill_overhead(profile: str = "tutorial", repeats: int = 7) -> dict:
     """Median step time of a plain student, a teacher forward, and a student step under each
     distillation method; the target is distill <= 1.5 x (plain step + teacher forward)."""
     from tutorial_lib.distill import losses
-    from tutorial_lib.distill.student import fsp_pairs, stage_taps
+    from tutorial_lib.distill.student import at_features, fsp_pairs, stage_taps
     from tutorial_lib.distill.taps import Taps
     from tutorial_lib.models import vgg
 
@@ -92,7 +92,7 @@ def distill_overhead(profile: str = "tutorial", repeats: int = 7) -> dict:
 
     variants = {
         "kd": lambda s, t, sf, tf: losses.kd_loss(s, t),
-        "at": lambda s, t, sf, tf: losses.at_loss(sf[:n], tf[:n]),
+        "at": lambda s, t, sf, tf: losses.at_loss(at_features(sf[:n]), at_features(tf[:n])),
         "fsp": lambda s, t, sf, tf: losses.fsp_loss(fsp_pairs(sf), fsp_pairs(tf)),
     }
     for _ in range(2):  # warm-up

@@ -61,6 +61,8 @@ class Config:
     kd_temperature: float = 4.0
     mask_loss: str = "layer_mean"
     frontier_lambdas: tuple[float, ...] = ()
+    # Lesson 05: the plain shallower student (vgg8) at this width multiplier of VGG's widths.
+    student_width: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -125,6 +127,7 @@ SPECS: dict[str, _Spec] = {
     "kd_temperature": _Spec(float, 0.1, 100.0, help="KD temperature T"),
     "mask_loss": _Spec(str, choices=("layer_mean", "filter_sum"), help="mask term by name"),
     "frontier_lambdas": _Spec(list, help="extra mask-term weights for the accuracy/size frontier"),
+    "student_width": _Spec(float, 1 / 64, 4.0, help="width multiplier of lesson 05's vgg8 student"),
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -133,19 +136,21 @@ PROFILES: dict[str, dict[str, Any]] = {
         momentum=0.9, weight_decay=5e-4, milestones=(), lr_gamma=0.1, augment=False,
         train_limit=128, test_limit=64, mask_epochs=1, mask_lambda=1.0, mask_lr=0.05, mask_weight_lr=0.01,
         prune_epochs=2, prune_lambda=0.01, mask_loss="filter_sum", frontier_lambdas=(0.05,),
+        student_width=1 / 16,
     ),
     "tutorial": dict(
         dataset="digits_m", arch="vgg19", width=0.25, epochs=10, batch_size=64, lr=0.05,
         momentum=0.9, weight_decay=5e-4, milestones=(7, 9), lr_gamma=0.1, augment=False,
         mask_epochs=4, mask_lambda=1.0, mask_lr=0.01, mask_weight_lr=0.01,
         prune_epochs=10, prune_lambda=0.012, mask_loss="filter_sum", frontier_lambdas=(0.005, 0.07),
+        student_width=0.125,
     ),
     "paper": dict(
         dataset="cifar100", arch="vgg19", width=1.0, epochs=164, batch_size=256, lr=0.1,
         momentum=0.9, weight_decay=5e-4, milestones=(81, 122), lr_gamma=0.1, augment=True,
         device="auto", download=True, num_workers=4, mask_epochs=10, mask_lambda=1.0,
         mask_lr=0.01, mask_weight_lr=0.01, prune_epochs=100, prune_lambda=1.0, mask_loss="layer_mean",
-        frontier_lambdas=(0.5, 2.0),
+        frontier_lambdas=(0.5, 2.0), student_width=1.0,
     ),
 }
 

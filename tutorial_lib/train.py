@@ -20,7 +20,44 @@ from tqdm import tqdm
 
 from tutorial_lib import checkpoint, data, repro
 
-Regularizer = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+Regularizer = Callable[[nn.Module, torch.Tensor, object, object], dict[str, torch.Tensor]]
+
+
+class Task:
+    """What ``fit`` trains for: how a batch becomes (input, target), the task loss, and the
+    test metrics logged per epoch. Classification is the default; lesson 03's stereo depth
+    task (``tutorial_lib.depth.task``) is another, so both share one loop (checkpoints,
+    resume, regularizers such as the mask term)."""
+
+    logged: tuple[str, ...] = ()
+
+    def split(self, batch, device: str) -> tuple[torch.Tensor, object]:
+        raise NotImplementedError
+
+    def loss(self, outputs, target) -> torch.Tensor:
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module, loader: DataLoader, device: str = "cpu") -> dict[str, float]:
+        raise NotImplementedError
+
+
+class Classification(Task):
+    """Cross-entropy on (image, label) batches; test top-1 accuracy."""
+
+    logged = ("accuracy",)
+
+    def split(self, batch, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = batch
+        return x.to(device), y.to(device)
+
+    def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(outputs, target)
+
+    def evaluate(self, model: nn.Module, loader: DataLoader, device: str = "cpu") -> dict[str, float]:
+        return evaluate(model, loader, device)
+
+
+CLASSIFICATION = Classification()
 
 
 @torch.no_grad()
@@ -75,12 +112,14 @@ def fit(
     checkpoint_dir: str | Path | None = None,
     desc: str = "train",
     task_weight: float = 1.0,
+    task: Task = CLASSIFICATION,
 ) -> pd.DataFrame:
-    """Train ``model`` with cross-entropy (+ ``regularizer`` terms) and return one row per epoch.
+    """Train ``model`` on ``task`` (cross-entropy by default) + ``regularizer`` terms and
+    return one row per epoch.
 
-    ``regularizer(model, x, y, logits)`` returns named loss terms added to the task loss
-    (``task_weight`` x cross-entropy), for example ``{"mask": lambda * sparsity}``; each is
-    logged per epoch. The default
+    ``regularizer(model, x, y, outputs)`` returns named loss terms added to the task loss
+    (``task_weight`` x task loss), for example ``{"mask": lambda * sparsity}``; each is
+    logged per epoch, and so are the task's test metrics (``test_<name>``). The default
     optimizer is the profile's SGD with a MultiStepLR at ``cfg.milestones``.
     """
     epochs = cfg.epochs if epochs is None else epochs
@@ -107,25 +146,26 @@ def fit(
         t0 = time.perf_counter()
         sums: dict[str, float] = {}
         seen = 0
-        for x, y in tqdm(train_loader, desc=f"{desc} {epoch + 1}/{epochs}", leave=False, mininterval=2.0):
-            x, y = x.to(device), y.to(device)
-            logits = model(x)
-            terms = {"task": task_weight * F.cross_entropy(logits, y)}
+        for batch in tqdm(train_loader, desc=f"{desc} {epoch + 1}/{epochs}", leave=False, mininterval=2.0):
+            x, y = task.split(batch, device)
+            outputs = model(x)
+            terms = {"task": task_weight * task.loss(outputs, y)}
             if regularizer is not None:
-                terms.update(regularizer(model, x, y, logits))
+                terms.update(regularizer(model, x, y, outputs))
             loss = sum(terms.values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v.item() * y.numel()
-            seen += y.numel()
+                sums[k] = sums.get(k, 0.0) + v.item() * len(x)
+            seen += len(x)
             steps += 1
             if cfg.max_steps is not None and steps >= cfg.max_steps:
                 break
         scheduler.step()
+        scores = task.evaluate(model, test_loader, device)
         row = {"epoch": epoch + 1, **{f"loss_{k}": v / max(seen, 1) for k, v in sums.items()},
-               "test_accuracy": evaluate(model, test_loader, device)["accuracy"],
+               **{f"test_{k}": scores[k] for k in task.logged},
                "epoch_seconds": time.perf_counter() - t0}
         if on_epoch_end is not None:
             row.update(on_epoch_end(model))

@@ -1,9 +1,10 @@
 """Lesson 05's experiment: one teacher, two students, every distillation method, one table.
 
-Students: ``vgg8`` (one conv per stage at the teacher's stage widths, the plain shallower
-VGG of RepDistiller's vgg13 -> vgg8 setting) and the joint-pruned signature of lesson 02.
-FSP compares Gram matrices, so it needs the student's stage widths to equal the
-teacher's; where they differ (the pruned student) its row says so instead of a number.
+Students: ``vgg8`` (one conv per stage, the plain shallower VGG of RepDistiller's
+vgg13 -> vgg8 setting) at ``cfg.student_width``, and a joint-pruned signature of lesson 02.
+FSP compares Gram matrices entry by entry; where a student's widths differ from the
+teacher's, 1x1 connectors map its features first (``student.fsp_connectors``), and the
+row's note says so.
 """
 
 from __future__ import annotations
@@ -29,16 +30,25 @@ def widths_at(model: nn.Module, names: list[str]) -> list[int]:
         return [f.shape[1] for f in taps.features()]
 
 
-def fsp_applicable(student: nn.Module, teacher: nn.Module) -> bool:
+def same_widths(student: nn.Module, teacher: nn.Module) -> bool:
+    """Whether FSP can compare the two models' matrices directly (no connectors)."""
     return widths_at(student, stage_taps(student)) == widths_at(teacher, stage_taps(teacher))
 
 
-def student_specs(cfg, num_classes: int, pruned: nn.Module | None) -> dict[str, dict]:
-    """The students by name: the plain shallower VGG, and the pruned signature when given."""
-    specs = {"vgg8": vgg.VGG(vgg.vgg_signature("vgg8", cfg.width), num_classes=num_classes).spec()}
+def student_specs(cfg, num_classes: int, pruned: nn.Module | None, pruned_name: str = "joint-pruned (lesson 02)"
+                  ) -> dict[str, dict]:
+    """The students by name: the plain shallower VGG at ``cfg.student_width``, and the pruned
+    signature when given."""
+    specs = {"vgg8": vgg.VGG(vgg.vgg_signature("vgg8", cfg.student_width), num_classes=num_classes).spec()}
     if pruned is not None:
-        specs["joint-pruned (lesson 02)"] = pruned.spec()
+        specs[pruned_name] = pruned.spec()
     return specs
+
+
+def _fresh(spec: dict, seed: int) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return models.from_spec(spec)
 
 
 def run(teacher: nn.Module, bundle: data.DataBundle, cfg, specs: dict[str, dict],
@@ -49,19 +59,31 @@ def run(teacher: nn.Module, bundle: data.DataBundle, cfg, specs: dict[str, dict]
     _, test_loader = data.loaders(bundle, cfg)
     for name, spec in specs.items():
         for method in methods:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(cfg.seed)
-                student = models.from_spec(spec)
-            if method == "fsp" and not fsp_applicable(student, teacher):
-                rows.append({"student": name, "method": method, "top-1 %": None, "s / epoch": None,
-                             "note": "n/a: stage widths differ from the teacher's"})
-                continue
+            student = _fresh(spec, cfg.seed)
+            note = "through 1x1 connectors" if method == "fsp" and not same_widths(student, teacher) else ""
             history = train_student(student, teacher, bundle, cfg, method)
             acc = train.evaluate(student, test_loader, cfg.device)["accuracy"]
             rows.append({"student": name, "method": method, "top-1 %": round(acc, 1),
-                         "s / epoch": round(float(history["epoch_seconds"].median()), 2), "note": ""})
+                         "s / epoch": round(float(history["epoch_seconds"].median()), 2), "note": note})
             trained[(name, method)] = student
     return pd.DataFrame(rows), trained
+
+
+def temperature_sweep(teacher: nn.Module, bundle: data.DataBundle, cfg, spec: dict,
+                      temperatures: tuple[float, ...], done: dict[float, float] | None = None) -> pd.DataFrame:
+    """KD's top-1 for each temperature (same student, seed and epochs); ``done`` holds results
+    already measured (temperature -> top-1), which are not trained again."""
+    _, test_loader = data.loaders(bundle, cfg)
+    rows = []
+    for t in temperatures:
+        if done and t in done:
+            acc = done[t]
+        else:
+            student = _fresh(spec, cfg.seed)
+            train_student(student, teacher, bundle, cfg.replace(kd_temperature=t), "kd")
+            acc = round(train.evaluate(student, test_loader, cfg.device)["accuracy"], 1)
+        rows.append({"KD temperature T": t, "top-1 %": acc})
+    return pd.DataFrame(rows)
 
 
 def table(results: pd.DataFrame, teacher_accuracy: float, teacher_params: int, params: dict[str, int]) -> pd.DataFrame:

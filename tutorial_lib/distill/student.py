@@ -4,8 +4,11 @@ A method is a name plus its parameters, so a table row is one entry of ``METHODS
 
 - ``scratch``: cross-entropy only (the reference every gain is measured against);
 - ``kd``: CE + KD on the logits (T = 4);
-- ``at``: CE + attention transfer at the end of every stage (beta = 1e3);
-- ``fsp``: CE + FSP between the first and last activation of every stage;
+- ``at``: CE + attention transfer at the inner stage ends (beta = 1e3; the first and last
+  stage ends are left out, as in the public RepDistiller code: the last map is 2x2 at
+  32x32 input, and its term alone, scaled by 1e3, swamps cross-entropy);
+- ``fsp``: CE + FSP between the first and last activation of every stage (through 1x1
+  connectors where the student's widths differ from the teacher's);
 - ``fitnet``: hint training of the student up to its guided layer through a regressor,
   then KD (the paper's two stages); ``fitnet_1stage``: CE + hint loss throughout;
 - ``kd+at``: CE + KD + AT.
@@ -63,6 +66,20 @@ def fsp_pairs(features: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Te
     return list(zip(features[n:], features[:n]))
 
 
+def at_features(stage_end_features: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The stage ends attention transfer compares: all but the first and the last (RepDistiller's
+    ``g[1:-1]``), or all of them when a model has fewer than three stages."""
+    return stage_end_features[1:-1] if len(stage_end_features) > 2 else stage_end_features
+
+
+def fsp_connectors(student_widths: list[int], teacher_widths: list[int]) -> nn.ModuleList:
+    """1x1 convolutions mapping each tapped student feature to the teacher's width (identity
+    where the widths agree). The FSP paper used equal widths; with a narrower student, the
+    connectors let the Gram matrices be compared entry by entry, as FitNet's regressor does."""
+    return nn.ModuleList(nn.Identity() if s == t else nn.Conv2d(s, t, 1, bias=False)
+                         for s, t in zip(student_widths, teacher_widths))
+
+
 def _check_method(method: str) -> dict:
     if method not in METHODS:
         raise ValueError(f"unknown distillation method {method!r}; valid choices: {', '.join(METHODS)}")
@@ -94,12 +111,12 @@ def train_student(
     # stage starts are tapped only for FSP: every tap clones an activation on each forward pass
     taps_of = stage_taps if "fsp" in spec else stage_ends
     s_taps, t_taps = Taps(student, taps_of(student)), Taps(teacher, taps_of(teacher))
-    regressor = None
-    if "hint" in spec:
-        with torch.no_grad():
-            x = bundle.train[0][0].unsqueeze(0)
-            student.eval()(x), teacher(x)
-        regressor = losses.hint_regressor(s_taps.features()[hint_layer].shape[1], t_taps.features()[hint_layer].shape[1])
+    with torch.no_grad():  # one dry pass tells the tapped widths
+        x = bundle.train[0][0].unsqueeze(0)
+        student.eval()(x), teacher(x)
+    s_widths, t_widths = [f.shape[1] for f in s_taps.features()], [f.shape[1] for f in t_taps.features()]
+    regressor = losses.hint_regressor(s_widths[hint_layer], t_widths[hint_layer]) if "hint" in spec else None
+    connectors = fsp_connectors(s_widths, t_widths) if "fsp" in spec else None
 
     def make_regularizer(terms_wanted: dict):
         def regularizer(model, x, y, logits):
@@ -109,9 +126,10 @@ def train_student(
             if "kd" in terms_wanted:
                 terms["kd"] = terms_wanted["kd"] * kd
             if "at" in terms_wanted:
-                terms["at"] = terms_wanted["at"] * losses.at_loss(s_feat[:n], t_feat[:n])
+                terms["at"] = terms_wanted["at"] * losses.at_loss(at_features(s_feat[:n]), at_features(t_feat[:n]))
             if "fsp" in terms_wanted:
-                terms["fsp"] = terms_wanted["fsp"] * losses.fsp_loss(fsp_pairs(s_feat), fsp_pairs(t_feat))
+                mapped = [c(f) for c, f in zip(connectors, s_feat)]
+                terms["fsp"] = terms_wanted["fsp"] * losses.fsp_loss(fsp_pairs(mapped), fsp_pairs(t_feat))
             if "hint" in terms_wanted:
                 terms["hint"] = terms_wanted["hint"] * losses.fitnet_loss(s_feat[hint_layer], t_feat[hint_layer],
                                                                          regressor)
@@ -119,7 +137,8 @@ def train_student(
 
         return regularizer
 
-    params = list(student.parameters()) + (list(regressor.parameters()) if regressor is not None else [])
+    params = list(student.parameters()) + [p for extra in (regressor, connectors) if extra is not None
+                                           for p in extra.parameters()]
     folder = Path(checkpoint_dir) if checkpoint_dir else None
     try:
         if not spec.get("two_stage"):

@@ -50,11 +50,14 @@ def train_joint(
     temperature: float = 4.0,
     checkpoint_dir: str | Path | None = None,
     desc: str = "joint",
+    task: train.Task = train.CLASSIFICATION,
 ) -> pd.DataFrame:
     """Train weights and masks together on ``task_weight * CE + kd_weight * KD + lam * mask term``.
 
     ``teacher`` (frozen, eval mode, no gradients) supplies the KD targets; without one the
-    KD term is left out. Returns the per-epoch history with the share of channels kept.
+    KD term is left out (KD needs class logits: classification only). ``task`` is what the
+    task loss measures (lesson 03 passes the stereo depth task). Returns the per-epoch
+    history with the share of channels kept.
     """
     if not masks.masks_of(model):
         raise ValueError("the model has no channel masks: call masks.insert_masks(model) first")
@@ -74,6 +77,7 @@ def train_joint(
     return train.fit(
         model, bundle, cfg, epochs=epochs, optimizer=optimizer, scheduler=scheduler, regularizer=regularizer,
         on_epoch_end=kept_share, checkpoint_dir=checkpoint_dir, desc=desc, task_weight=task_weight,
+        task=task,
     )
 
 
