@@ -76,20 +76,52 @@ def mask_site(gm: fx.GraphModule, conv_node: fx.Node) -> fx.Node:
     return node
 
 
-def source_mask(gm: fx.GraphModule, node: fx.Node, is_mask) -> str | None:
-    """The name of the mask module whose channels reach ``node``'s first input, if any.
+def _is_channel_cat(node: fx.Node) -> bool:
+    if node.op != "call_function" or node.target is not torch.cat:
+        return False
+    dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+    return dim in (1, -3)
 
-    Walks back through channel-preserving operations; stops (returning ``None``) at the
-    model input or at an operation that mixes channels in a way not handled here.
-    """
-    current = node.args[0] if node.args else None
+
+def _width(gm: fx.GraphModule, node: fx.Node) -> int | None:
+    """Channel count of ``node``'s output, read from the nearest conv / BN before it (any op that
+    keeps the channel count, e.g. sigmoid or a scalar product, is walked through)."""
+    current = node
     while isinstance(current, fx.Node):
-        if current.op == "call_module" and is_mask(module_of(gm, current)):
-            return current.target
-        if not is_channel_preserving(gm, current):
-            return None
-        current = current.args[0] if current.args else None
+        mod = module_of(gm, current)
+        if isinstance(mod, nn.Conv2d):
+            return mod.out_channels
+        if isinstance(mod, nn.BatchNorm2d):
+            return mod.num_features
+        if _is_channel_cat(current):
+            widths = [_width(gm, n) for n in current.args[0]]
+            return None if None in widths else sum(widths)
+        nodes = [a for a in current.args if isinstance(a, fx.Node)]
+        current = nodes[0] if nodes else None
     return None
+
+
+def channel_sources(gm: fx.GraphModule, node: fx.Node, is_mask) -> list[tuple[str | None, int | None]]:
+    """Where the input channels of ``node`` (a conv or linear) come from, in order: a list of
+    ``(mask name, channels)`` segments, ``mask name`` None for channels no mask controls.
+
+    Walks back through zero-preserving, channel-preserving operations; a ``torch.cat`` along
+    the channels joins the segments of its inputs (monodepth's skip connections), so the
+    layer after a concatenation loses exactly the channels removed on each branch.
+    """
+
+    def walk(current) -> list[tuple[str | None, int | None]]:
+        if not isinstance(current, fx.Node):
+            return [(None, None)]
+        if current.op == "call_module" and is_mask(module_of(gm, current)):
+            return [(current.target, module_of(gm, current).channels)]
+        if _is_channel_cat(current):
+            return [seg for part in current.args[0] for seg in walk(part)]
+        if is_channel_preserving(gm, current):
+            return walk(current.args[0] if current.args else None)
+        return [(None, _width(gm, current))]
+
+    return walk(node.args[0] if node.args else None)
 
 
 def producer(gm: fx.GraphModule, node: fx.Node, types: tuple[type, ...]) -> fx.Node | None:

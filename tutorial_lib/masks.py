@@ -83,8 +83,11 @@ def _is_mask(module) -> bool:
     return isinstance(module, ChannelMask)
 
 
-def insert_masks(model: nn.Module, init_high: float = 0.01, seed: int = 0) -> fx.GraphModule:
-    """A traced copy of ``model`` with a :class:`ChannelMask` after every ``Conv2d``.
+def insert_masks(model: nn.Module, init_high: float = 0.01, seed: int = 0,
+                 layers: list[str] | None = None) -> fx.GraphModule:
+    """A traced copy of ``model`` with a :class:`ChannelMask` after every ``Conv2d`` (or after
+    the convs named in ``layers``; by default the model's ``prunable_convs()`` when it has
+    one, e.g. monodepth's encoder convs and upconvs, else every conv).
 
     The mask goes after the conv's BN and zero-preserving activation (conv -> BN -> ReLU
     -> mask); since ReLU(0) = 0 this is the same as masking the BN output. The returned
@@ -93,13 +96,19 @@ def insert_masks(model: nn.Module, init_high: float = 0.01, seed: int = 0) -> fx
     """
     if masks_of(model):
         raise ValueError("this model already has channel masks")
+    if layers is None and callable(getattr(model, "prunable_convs", None)):
+        layers = model.prunable_convs()
+    convs = {n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    unknown = sorted(set(layers or ()) - convs)
+    if unknown:
+        raise KeyError(f"no convolution named {unknown} in {type(model).__name__}; convolutions: {sorted(convs)}")
     generator = torch.Generator().manual_seed(seed)
     gm = graph.trace(model)
     spec = getattr(model, "spec", None)
     gm.meta["source_spec"] = spec() if callable(spec) else None  # what packing rebuilds
     for node in list(gm.graph.nodes):
         conv = graph.module_of(gm, node)
-        if not isinstance(conv, nn.Conv2d):
+        if not isinstance(conv, nn.Conv2d) or (layers is not None and node.target not in layers):
             continue
         site = graph.mask_site(gm, node)
         name = "masks." + node.target.replace(".", "_")
@@ -164,9 +173,26 @@ def kept_channels(model: nn.Module) -> pd.DataFrame:
     return df
 
 
+def input_kept(gm: fx.GraphModule, node: fx.Node) -> torch.Tensor | None:
+    """Which input channels of ``node`` (a conv or linear) survive packing, as a boolean vector
+    over its input channels (segments of a concatenation in order); None when no mask reaches it."""
+    by_mask_name = {name: m for name, m in gm.named_modules() if _is_mask(m)}
+    segments = graph.channel_sources(gm, node, _is_mask)
+    if all(name is None for name, _ in segments):
+        return None
+    parts = []
+    for name, width in segments:
+        if name is not None:
+            parts.append(by_mask_name[name].keep())
+        elif width is None:
+            raise ValueError(f"cannot tell how many channels reach {node.target} unmasked: trace shows no conv before them")
+        else:
+            parts.append(torch.ones(width, dtype=torch.bool))
+    return torch.cat(parts)
+
+
 def _channel_fractions(gm: fx.GraphModule) -> dict[str, tuple[float, float]]:
     """For each conv / BN / linear module: (kept fraction of inputs, kept fraction of outputs)."""
-    by_mask_name = {name: m for name, m in gm.named_modules() if _is_mask(m)}
     by_layer = masks_of(gm)
 
     def frac(mask: ChannelMask | None) -> float:
@@ -176,8 +202,8 @@ def _channel_fractions(gm: fx.GraphModule) -> dict[str, tuple[float, float]]:
     for node in gm.graph.nodes:
         mod = graph.module_of(gm, node)
         if isinstance(mod, (nn.Conv2d, nn.Linear)):
-            source = graph.source_mask(gm, node, _is_mask)
-            fin = frac(by_mask_name.get(source))
+            kin = input_kept(gm, node)
+            fin = 1.0 if kin is None else float(kin.float().mean())
             fout = frac(by_layer.get(node.target)) if isinstance(mod, nn.Conv2d) else 1.0
             fractions[node.target] = (fin, fout)
         elif isinstance(mod, nn.BatchNorm2d):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tutorial_lib.models import vgg
+from tutorial_lib.models import monodepth, vgg
+from tutorial_lib.models.monodepth import MonoDepth
 from tutorial_lib.models.vgg import VGG, VGG_SIGNATURES, vgg_signature
 
 # Model classes that can be rebuilt from a spec: class name -> (from_spec, resize_spec).
-_SPECS = {"VGG": (vgg.from_spec, vgg.resize_spec)}
+_SPECS = {"VGG": (vgg.from_spec, vgg.resize_spec), "MonoDepth": (monodepth.from_spec, monodepth.resize_spec)}
 
 
 def build(cfg, num_classes: int) -> nn.Module:
@@ -41,4 +42,4 @@ def resize_spec(spec: dict, widths: list[int]) -> dict:
     return _lookup(spec)[1](spec, widths)
 
 
-__all__ = ["VGG", "VGG_SIGNATURES", "vgg_signature", "build", "from_spec", "resize_spec"]
+__all__ = ["VGG", "MonoDepth", "VGG_SIGNATURES", "vgg_signature", "build", "from_spec", "resize_spec"]

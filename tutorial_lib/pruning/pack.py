@@ -1,8 +1,9 @@
 """Pack: physically remove every channel whose mask is 0, for any masked model.
 
 The traced graph says what goes together: a conv's output channels, the batch norm that
-follows it (weights, biases and running statistics), the next conv's input channels, and
-the Linear's input features (all spatial positions of a removed channel). The sliced state
+follows it (weights, biases and running statistics), the next conv's input channels, the
+Linear's input features (all spatial positions of a removed channel), and, after a
+``torch.cat`` of several branches (monodepth's skips), the matching slice of each branch. The sliced state
 dict is loaded into a fresh model rebuilt from the original's spec with the kept widths,
 so the result is a plain, smaller ``nn.Module``: no masks and no zeroed channels left.
 
@@ -28,16 +29,14 @@ def keep_indices(masked: nn.Module) -> dict[str, torch.Tensor]:
 
 def _slices(gm: fx.GraphModule, keep: dict[str, torch.Tensor]) -> dict[str, tuple]:
     """Module name -> (input index or None, output index or None)."""
-    by_mask_name = {name: m for name, m in gm.named_modules() if isinstance(m, masks.ChannelMask)}
     out: dict[str, tuple] = {}
     for node in gm.graph.nodes:
         mod = graph.module_of(gm, node)
         if isinstance(mod, (nn.Conv2d, nn.Linear)):
-            source = graph.source_mask(gm, node, lambda m: isinstance(m, masks.ChannelMask))
-            in_idx = keep[by_mask_name[source].layer] if source else None
+            kin = masks.input_kept(gm, node)  # concatenations: each branch's kept channels, in order
+            in_idx = kin.nonzero().flatten() if kin is not None else None
             if in_idx is not None and isinstance(mod, nn.Linear):
-                channels = by_mask_name[source].channels
-                per = mod.in_features // channels  # features per channel after flatten
+                per = mod.in_features // len(kin)  # features per channel after flatten
                 in_idx = (in_idx[:, None] * per + torch.arange(per)).flatten()
             if isinstance(mod, nn.Conv2d) and mod.groups != 1:
                 raise NotImplementedError(f"packing grouped convolutions ({node.target}) is not supported")
