@@ -1,0 +1,111 @@
+"""Random VGG signatures that pruning could produce, trained briefly, and how their costs rank.
+
+The seed's finding: models with the same parameter count, FLOPs or latency can differ
+widely in accuracy, and FLOPs say little about latency. :func:`sample` draws signatures
+a channel pruning could leave (every convolution keeps between 1 and all of its
+channels; pooling stays), :func:`evaluate_signatures` trains each from scratch for a
+short budget and records its parameters, FLOPs, latency on each platform and accuracy,
+and :func:`rank_correlations` gives Spearman correlations between those columns.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Sequence
+
+import pandas as pd
+import torch
+
+from tutorial_lib import data, metrics, train
+from tutorial_lib.constraints import budget as budgets
+from tutorial_lib.constraints import latency_table, platforms
+from tutorial_lib.models import vgg
+
+MODES = ("uniform", "log")
+
+
+def sample(n: int, arch: str = "vgg19", width: float = 1.0, mode: str = "uniform", seed: int = 0,
+           min_width: int = 1) -> list[list]:
+    """``n`` signatures of ``arch`` at ``width``, each conv width drawn independently from
+    [``min_width``, full width]: uniformly (``mode="uniform"``) or log-uniformly
+    (``mode="log"``: as many signatures with 1-10% as with 10-100% of a layer). Seeded."""
+    if mode not in MODES:
+        raise ValueError(f"unknown sampling mode {mode!r}; valid choices: {', '.join(MODES)}")
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    full = vgg.vgg_signature(arch, width)
+    rng = random.Random(seed)
+
+    def draw(c: int) -> int:
+        lo = min(max(1, min_width), c)
+        if mode == "uniform":
+            return rng.randint(lo, c)
+        return min(c, max(lo, int(round(math.exp(rng.uniform(math.log(lo), math.log(c)))))))
+
+    return [[v if v == "M" else draw(v) for v in full] for _ in range(n)]
+
+
+def describe(signature: Sequence) -> str:
+    """A compact string of a signature, e.g. ``'20-34-M-69'``."""
+    return "-".join(str(v) for v in signature)
+
+
+def evaluate_signatures(
+    signatures: Sequence[Sequence],
+    bundle: data.DataBundle,
+    cfg,
+    *,
+    epochs: int | None = None,
+    platform_names: Sequence[str] = ("torch-cpu-1t",),
+    batch: int = 1,
+    latency: str = "measure",
+    min_run_time: float = 0.2,
+    table: latency_table.LatencyTable | None = None,
+) -> pd.DataFrame:
+    """Train each signature from scratch (``cfg``'s optimiser, ``epochs`` or ``cfg.epochs``)
+    and return one row per signature: ``signature``, ``params``, ``flops`` (per image),
+    ``latency_ms[<platform>]`` for each platform at ``batch`` (``latency="measure"``:
+    median of :func:`platforms.measure`; ``"estimate"``: the latency table; ``"none"``:
+    left out), ``accuracy`` (test top-1 %) and the seconds training took."""
+    if latency not in ("measure", "estimate", "none"):
+        raise ValueError(f"latency must be 'measure', 'estimate' or 'none', got {latency!r}")
+    for p in platform_names:
+        platforms.get(p)
+    shape = (batch, bundle.in_channels, bundle.image_size, bundle.image_size)
+    per_image = (1, *shape[1:])
+    rows = []
+    for i, sig in enumerate(signatures):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed + i)
+            model = vgg.VGG(list(sig), num_classes=bundle.num_classes, in_channels=bundle.in_channels)
+        history = train.fit(model, bundle, cfg, epochs=epochs, desc=f"signature {i + 1}/{len(signatures)}")
+        _, test_loader = data.loaders(bundle, cfg)
+        row = {"signature": describe(sig), "params": metrics.count_parameters(model),
+               "flops": metrics.count_flops(model, per_image)}
+        for p in platform_names if latency != "none" else ():
+            if latency == "measure":
+                row[f"latency_ms[{p}]"] = platforms.measure(model, p, shape, min_run_time=min_run_time).median_ms
+            else:
+                row[f"latency_ms[{p}]"] = budgets.spec_cost(model.spec(), "latency", shape, p, table=table)
+        row["accuracy"] = train.evaluate(model, test_loader, cfg.device)["accuracy"]
+        row["train_seconds"] = float(history["epoch_seconds"].sum()) if len(history) else 0.0
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def rank_correlations(table: pd.DataFrame) -> pd.DataFrame:
+    """Spearman rank correlations (pandas) of accuracy with parameters, FLOPs and each
+    latency column, and of each latency column with FLOPs: one row per pair (``x``, ``y``,
+    ``spearman``, ``n``). NaN where a column is constant or there are fewer than 2 rows."""
+    latency_cols = [c for c in table.columns if str(c).startswith("latency_ms")]
+    pairs = [("accuracy", c) for c in ["params", "flops", *latency_cols]] + [(c, "flops") for c in latency_cols]
+    rows = []
+    for x, y in pairs:
+        if x not in table or y not in table:
+            continue
+        a, b = table[x].astype(float), table[y].astype(float)
+        value = a.corr(b, method="spearman") if len(table) > 1 and a.nunique() > 1 and b.nunique() > 1 \
+            else float("nan")
+        rows.append({"x": x, "y": y, "spearman": value, "n": len(table)})
+    return pd.DataFrame(rows, columns=["x", "y", "spearman", "n"])
