@@ -13,7 +13,7 @@ help:
 	@echo "make test        unit tests + smoke notebooks + nbval on the committed notebooks"
 	@echo "make test-fast   unit tests + smoke notebooks only (inner loop)"
 	@echo "make notebooks   refresh the committed notebook outputs (tutorial profile)"
-	@echo "make bench       print the speed figures (mask overhead)"
+	@echo "make bench       print the speed figures and lesson 03's targets"
 	@echo "make setup | lab | clean"
 
 # The virtual environment is (re)built when missing or when pyproject.toml changes.
@@ -41,6 +41,8 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m tutorial_lib.bench masks
 	$(PY) -m tutorial_lib.bench distill
+	$(PY) -m tutorial_lib.bench constraints
+	$(PY) -m tutorial_lib.bench depth
 
 lab: $(STAMP)
 	$(PY) -m ipykernel install --sys-prefix --name compression-tutorial --display-name "Compression tutorial (.venv)"

@@ -144,3 +144,13 @@ def test_fsp_connectors_map_student_widths_to_the_teacher():
 
     conn = st.fsp_connectors([2, 4], [2, 8])
     assert isinstance(conn[0], nn.Identity) and conn[1](torch.ones(1, 4, 3, 3)).shape == (1, 8, 3, 3)
+
+
+def test_students_train_for_student_epochs_with_scaled_milestones():
+    from tutorial_lib import profiles
+    from tutorial_lib.distill.experiment import student_cfg
+
+    cfg = student_cfg(profiles.resolve("tutorial", student_epochs=6))
+    assert (cfg.epochs, cfg.milestones) == (6, (4, 5))
+    assert student_cfg(profiles.resolve("tutorial", student_epochs=20)).milestones == (14, 18)
+    assert profiles.resolve("tutorial").epochs == 10  # the teacher's schedule is untouched

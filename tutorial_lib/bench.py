@@ -2,6 +2,8 @@
 
     python -m tutorial_lib.bench masks        # training step with masks over the plain model
     python -m tutorial_lib.bench distill      # distillation step over plain step + teacher forward
+    python -m tutorial_lib.bench depth        # lesson 03: params removed, D1-all change, batch-1 FPS ratio
+    python -m tutorial_lib.bench constraints  # lesson 04: budgets met, latency in band, estimate errors
     python -m tutorial_lib.bench notebooks    # wall time of each notebook at the tutorial profile
 """
 
@@ -109,9 +111,48 @@ def distill_overhead(profile: str = "tutorial", repeats: int = 7) -> dict:
             "ratio": {k: med[k] / budget for k in variants}, "target": 1.5}
 
 
+def depth_targets(profile: str = "tutorial", min_run_time: float = 0.5) -> dict:
+    """Lesson 03's targets: the cached monodepth baseline (trained if missing) pruned jointly at
+    the profile's settings, then parameters removed, D1-all change on the test set and batch-1
+    frames per second of both models on every platform here."""
+    from tutorial_lib.depth import experiment as ex
+
+    cfg = profiles.resolve(profile)
+    start = time.perf_counter()
+    bundle = ex.load(cfg)
+    model, _ = ex.baseline(cfg, bundle)
+    base = ex.measure("baseline", model, bundle, cfg)
+    pruned = ex.prune(model, bundle, cfg)
+    fps = ex.frames_per_second({"baseline": model, "pruned": pruned.model}, cfg, min_run_time=min_run_time)
+    return {"profile": profile, "base": base, "pruned": pruned, "fps": fps, "targets": ex.targets(base, pruned, fps),
+            "seconds": time.perf_counter() - start, "size": f"{cfg.depth_height}x{cfg.depth_width}"}
+
+
+def constraints_targets(profile: str = "tutorial", signatures: int = 8) -> dict:
+    """Lesson 04's targets: the three constrained runs (parameters, FLOPs, latency) from the
+    profile's cached baseline, each final model measured on every platform, and the latency
+    table's estimate against the measured median for ``signatures`` untrained random signatures."""
+    from tutorial_lib import cache, data
+    from tutorial_lib.constraints import experiment as ex
+    from tutorial_lib.constraints import platforms
+
+    cfg = profiles.resolve(profile)
+    start = time.perf_counter()
+    bundle = data.load(cfg)
+    baseline, _ = cache.baseline(cfg, bundle)
+    names = platforms.available()
+    table = ex.make_table(cfg, baseline, bundle)
+    budget_map = ex.make_budgets(cfg, baseline, bundle, table)
+    runs = {k: ex.verify(ex.run_constrained(baseline, bundle, cfg, b, table), bundle, cfg, table, names)
+            for k, b in budget_map.items()}
+    sig = ex.validate_estimates(table, cfg, bundle, n=signatures, seed=cfg.seed + 1)
+    return {"cfg": cfg, "runs": runs, "signatures": sig, "targets": ex.targets(runs, sig, cfg.latency_platform),
+            "seconds": time.perf_counter() - start}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["masks", "distill", "notebooks"])
+    parser.add_argument("what", choices=["masks", "distill", "depth", "constraints", "notebooks"])
     parser.add_argument("--profile", default="tutorial", choices=list(profiles.PROFILES))
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
@@ -129,6 +170,33 @@ def main(argv: list[str] | None = None) -> None:
         for k, ratio in r["ratio"].items():
             print(f"  {k:4s} step {r['ms'][k]:8.2f} ms = {ratio:.2f} x (plain + teacher) "
                   f"(target <= {r['target']}: {'met' if ratio <= r['target'] else 'MISSED'})")
+    elif args.what == "depth":
+        r = depth_targets(args.profile)
+        base, pruned = r["base"], r["pruned"]
+        print(f"monodepth, {args.profile} profile, input {r['size']}: baseline {base.params:,} parameters, "
+              f"pruned {pruned.params:,}; D1-all on the test set {base.scores['test']['d1_all']:.2f}% -> "
+              f"{pruned.scores['test']['d1_all']:.2f}%")
+        for platform in r["fps"].columns:
+            print(f"  batch-1 FPS {platform}: baseline {r['fps'].loc['baseline', platform]:.1f}, "
+                  f"pruned {r['fps'].loc['pruned', platform]:.1f}")
+        for row in r["targets"].itertuples(index=False):
+            print(f"  {row.target}: {row.measured} (target {row.wanted}: {'met' if row.met else 'MISSED'})")
+        print(f"  ({r['seconds']:.0f} s, baseline from the cache when present)")
+    elif args.what == "constraints":
+        r = constraints_targets(args.profile)
+        cfg = r["cfg"]
+        print(f"adaptive constrained pruning, {args.profile} profile: {cfg.arch} x{cfg.width:g}; latency budget on "
+              f"{cfg.latency_platform}, batch {cfg.latency_batch} (median of repeats, threads fixed per platform)")
+        for kind, run_ in r["runs"].items():
+            measured = ", ".join(f"{p} {ms:.3f} ms" for p, ms in run_.measured_ms.items())
+            print(f"  {kind:8s} {run_.budget.describe()}: {run_.params:,} params, {run_.flops / 1e6:.2f} MFLOPs, "
+                  f"estimate {run_.estimate_ms:.3f} ms, measured {measured}")
+        err = r["signatures"].filter(like="error_pct").iloc[:, 0]
+        print(f"  latency table vs measured median, {len(err)} random signatures: mean |error| "
+              f"{err.abs().mean():.1f}%, max {err.abs().max():.1f}%")
+        for row in r["targets"].itertuples(index=False):
+            print(f"  {row.target}: {row.measured} (target {row.wanted}: {'met' if row.met else 'MISSED'})")
+        print(f"  ({r['seconds']:.0f} s, baseline from the cache when present)")
     else:
         out = paths.results_dir(args.profile) / "bench"
         for nb in run.notebooks():

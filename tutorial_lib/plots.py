@@ -104,3 +104,48 @@ def fsp_matrices(teacher: torch.Tensor, student: torch.Tensor, title: str = "FSP
     fig.colorbar(im, ax=axes, shrink=0.8)
     fig.suptitle(title)
     return fig
+
+
+def depth_widths(table: pd.DataFrame, title: str = "monodepth: filters kept per layer, ours versus published"):
+    """Grouped bars of kept filters (%) per prunable conv: ours beside the published pruned
+    widths (``depth.experiment.widths_table``)."""
+    long = pd.DataFrame({
+        "layer": list(table["layer"]) * 2,
+        "kept %": list(table["ours: kept %"]) + [v if v != "" else float("nan") for v in table["published: kept %"]],
+        "model": ["ours"] * len(table) + ["published (full-size monodepth)"] * len(table),
+    })
+    fig, ax = plt.subplots(figsize=(10, 3.4))
+    sns.barplot(data=long, x="layer", y="kept %", hue="model", ax=ax)
+    ax.tick_params(axis="x", rotation=60, labelsize=8)
+    ax.set(title=title, xlabel="", ylim=(0, 100))
+    fig.tight_layout()
+    return fig
+
+
+def disparities(examples: dict, title: str = "input, ground truth, baseline and pruned disparity (pixels)"):
+    """One row per scene of ``depth.experiment.example_disparities``: the input image, then
+    the ground truth and each model's disparity on one colour scale (grey: no ground truth)."""
+    scenes = list(examples)
+    columns = list(examples[scenes[0]])
+    fig, axes = plt.subplots(len(scenes), len(columns), figsize=(3.2 * len(columns), 1.9 * len(scenes)),
+                             squeeze=False)
+    cmap = plt.get_cmap("magma").copy()
+    cmap.set_bad("lightgrey")
+    for r, scene in enumerate(scenes):
+        panels = examples[scene]
+        vmax = float(torch.nan_to_num(panels["ground truth"], nan=0.0).max())
+        for c, name in enumerate(columns):
+            ax = axes[r][c]
+            img = panels[name]
+            if name == "input":
+                ax.imshow(img.permute(1, 2, 0).clamp(0, 1).cpu())
+            else:
+                im = ax.imshow(img.cpu(), cmap=cmap, vmin=0, vmax=vmax)
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(name, fontsize=9)
+            if c == 0:
+                ax.set_ylabel(scene, fontsize=9)
+        fig.colorbar(im, ax=axes[r].tolist(), shrink=0.8, label="px")
+    fig.suptitle(title)
+    return fig

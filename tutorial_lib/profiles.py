@@ -61,8 +61,40 @@ class Config:
     kd_temperature: float = 4.0
     mask_loss: str = "layer_mean"
     frontier_lambdas: tuple[float, ...] = ()
-    # Lesson 05: the plain shallower student (vgg8) at this width multiplier of VGG's widths.
+    # Lesson 05: the plain shallower student (vgg8) at this width multiplier of VGG's widths,
+    # and the students' epochs (the baseline's lr milestones scaled to them).
     student_width: float = 1.0
+    student_epochs: int = 10
+    # Lesson 04: platform-aware constrained pruning (budgets on parameters, FLOPs, latency).
+    bounds_batches: tuple[int, ...] = (1, 16, 64)
+    signature_count: int = 8
+    signature_epochs: int = 3
+    signature_train_limit: int | None = None
+    signature_lr: float = 1e-3
+    budget_params: int | None = None
+    budget_params_fraction: float = 0.1
+    budget_flops_fraction: float = 0.25
+    budget_latency_fraction: float = 0.5
+    latency_platform: str = "torch-cpu-1t"
+    latency_batch: int = 1
+    latency_margin: float = 0.925
+    constrained_epochs: int = 6
+    constrained_lr: float = 1e-3
+    constrained_lambda: float = 1.0
+    # Lesson 03: monodepth (VGG encoder-decoder) trained from stereo pairs, then pruned jointly.
+    depth_data: str = "synthetic"
+    depth_height: int = 128
+    depth_width: int = 256
+    depth_model_width: float = 1.0
+    depth_epochs: int = 50
+    depth_lr: float = 1e-4
+    depth_batch_size: int = 8
+    depth_train_pairs: int | None = None
+    depth_test_pairs: int | None = None
+    depth_prune_epochs: int = 10
+    depth_prune_lambda: float = 0.01
+    depth_mask_loss: str = "filter_sum"
+    depth_mask_lr: float = 0.01
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -128,6 +160,39 @@ SPECS: dict[str, _Spec] = {
     "mask_loss": _Spec(str, choices=("layer_mean", "filter_sum"), help="mask term by name"),
     "frontier_lambdas": _Spec(list, help="extra mask-term weights for the accuracy/size frontier"),
     "student_width": _Spec(float, 1 / 64, 4.0, help="width multiplier of lesson 05's vgg8 student"),
+    "student_epochs": _Spec(int, 1, 1000, help="training epochs of lesson 05's students"),
+    "bounds_batches": _Spec(tuple, help="batch sizes of lesson 04's latency bounds (whole numbers >= 1)"),
+    "signature_count": _Spec(int, 0, 10000, help="random signatures trained in lesson 04"),
+    "signature_epochs": _Spec(int, 0, 1000, help="epochs each random signature trains from scratch"),
+    "signature_train_limit": _Spec(int, 1, 10**8, optional=True,
+                                   help="random signatures train on the first N training images"),
+    "signature_lr": _Spec(float, 1e-6, 10.0, help="Adam learning rate of the random signatures"),
+    "budget_params": _Spec(int, 1, 10**10, optional=True,
+                           help="parameter budget as a count (None: budget_params_fraction of the full model)"),
+    "budget_params_fraction": _Spec(float, 1e-6, 1.0, help="parameter budget, fraction of the full model"),
+    "budget_flops_fraction": _Spec(float, 1e-6, 1.0, help="FLOP budget, fraction of the full model"),
+    "budget_latency_fraction": _Spec(float, 1e-6, 1.0, help="latency budget, fraction of the full model's"),
+    "latency_platform": _Spec(str, help="platform of the latency budget"),  # choices: platforms.available()
+    "latency_batch": _Spec(int, 1, 4096, help="batch size of the latency budget"),
+    "latency_margin": _Spec(float, 0.5, 1.0,
+                            help="the latency loop aims its table estimate at this fraction of the budget"),
+    "constrained_epochs": _Spec(int, 1, 10000, help="max epochs of each adaptive constrained run"),
+    "constrained_lr": _Spec(float, 1e-7, 1.0, help="Adam learning rate of the adaptive constrained loop"),
+    "constrained_lambda": _Spec(float, 0.0, 1000.0, help="weight of the mask term in the constrained loop"),
+    "depth_data": _Spec(str, choices=("synthetic", "kitti"), help="lesson 03's stereo pairs"),
+    "depth_height": _Spec(int, 1, 4096, help="monodepth input height (128 must divide it)"),
+    "depth_width": _Spec(int, 1, 8192, help="monodepth input width (128 must divide it)"),
+    "depth_model_width": _Spec(float, 1 / 64, 4.0, help="channel width multiplier of monodepth"),
+    "depth_epochs": _Spec(int, 0, 1000, help="training epochs of the monodepth baseline"),
+    "depth_lr": _Spec(float, 1e-7, 1.0, help="Adam learning rate of monodepth (and of its weights in pruning)"),
+    "depth_batch_size": _Spec(int, 1, 4096),
+    "depth_train_pairs": _Spec(int, 1, 10**7, optional=True,
+                               help="stereo pairs to train on (synthetic: rendered; kitti: first N of the list)"),
+    "depth_test_pairs": _Spec(int, 1, 10**6, optional=True, help="test pairs (synthetic: rendered; kitti: first N)"),
+    "depth_prune_epochs": _Spec(int, 0, 1000, help="epochs of joint pruning of monodepth"),
+    "depth_prune_lambda": _Spec(float, 0.0, 1000.0, help="weight of the mask term in monodepth's joint pruning"),
+    "depth_mask_loss": _Spec(str, choices=("layer_mean", "filter_sum"), help="monodepth's mask term by name"),
+    "depth_mask_lr": _Spec(float, 1e-7, 10.0, help="Adam learning rate of the mask logits in monodepth pruning"),
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -136,21 +201,44 @@ PROFILES: dict[str, dict[str, Any]] = {
         momentum=0.9, weight_decay=5e-4, milestones=(), lr_gamma=0.1, augment=False,
         train_limit=128, test_limit=64, mask_epochs=1, mask_lambda=1.0, mask_lr=0.05, mask_weight_lr=0.01,
         prune_epochs=2, prune_lambda=0.01, mask_loss="filter_sum", frontier_lambdas=(0.05,),
-        student_width=1 / 16,
+        student_width=1 / 16, student_epochs=1,
+        bounds_batches=(1, 4), signature_count=3, signature_epochs=1, signature_train_limit=64, signature_lr=1e-3,
+        budget_params=None, budget_params_fraction=0.3, budget_flops_fraction=0.3, budget_latency_fraction=0.95,
+        latency_platform="torch-cpu-1t", latency_batch=1, latency_margin=0.925, constrained_epochs=2,
+        constrained_lr=1e-3, constrained_lambda=1.0,
+        depth_data="synthetic", depth_height=128, depth_width=128, depth_model_width=1 / 32, depth_epochs=1,
+        depth_lr=1e-3, depth_batch_size=4, depth_train_pairs=8, depth_test_pairs=4, depth_prune_epochs=1,
+        depth_prune_lambda=0.01, depth_mask_loss="filter_sum", depth_mask_lr=0.01,
     ),
     "tutorial": dict(
         dataset="digits_m", arch="vgg19", width=0.25, epochs=10, batch_size=64, lr=0.05,
         momentum=0.9, weight_decay=5e-4, milestones=(7, 9), lr_gamma=0.1, augment=False,
         mask_epochs=4, mask_lambda=1.0, mask_lr=0.01, mask_weight_lr=0.01,
         prune_epochs=10, prune_lambda=0.012, mask_loss="filter_sum", frontier_lambdas=(0.005, 0.07),
-        student_width=0.125,
+        student_width=0.125, student_epochs=6,
+        bounds_batches=(1, 16, 64), signature_count=8, signature_epochs=3, signature_train_limit=None,
+        signature_lr=1e-3, budget_params=None, budget_params_fraction=0.1, budget_flops_fraction=0.25,
+        budget_latency_fraction=0.5, latency_platform="torch-cpu-1t", latency_batch=1, latency_margin=0.925,
+        constrained_epochs=6, constrained_lr=1e-3, constrained_lambda=1.0,
+        depth_data="synthetic", depth_height=128, depth_width=256, depth_model_width=1 / 8, depth_epochs=16,
+        depth_lr=1e-3, depth_batch_size=4, depth_train_pairs=256, depth_test_pairs=32, depth_prune_epochs=4,
+        depth_prune_lambda=1e-4, depth_mask_loss="filter_sum", depth_mask_lr=0.01,
     ),
     "paper": dict(
         dataset="cifar100", arch="vgg19", width=1.0, epochs=164, batch_size=256, lr=0.1,
         momentum=0.9, weight_decay=5e-4, milestones=(81, 122), lr_gamma=0.1, augment=True,
         device="auto", download=True, num_workers=4, mask_epochs=10, mask_lambda=1.0,
         mask_lr=0.01, mask_weight_lr=0.01, prune_epochs=100, prune_lambda=1.0, mask_loss="layer_mean",
-        frontier_lambdas=(0.5, 2.0), student_width=1.0,
+        frontier_lambdas=(0.5, 2.0), student_width=1.0, student_epochs=240,
+        # adaptive constrained pruning as published: 2,004,846 parameters, Adam 1e-4; bounds over batch 1..256
+        bounds_batches=(1, 2, 4, 8, 16, 32, 64, 128, 256), signature_count=20, signature_epochs=10,
+        signature_train_limit=None, signature_lr=1e-3, budget_params=2004846, budget_params_fraction=0.1,
+        budget_flops_fraction=0.25, budget_latency_fraction=0.5, latency_platform="torch-cpu-1t", latency_batch=1,
+        latency_margin=0.925, constrained_epochs=100, constrained_lr=1e-4, constrained_lambda=1.0,
+        # monodepth's published recipe: KITTI, 256x512, Adam 1e-4 (halved at 3/5 and 4/5), batch 8, 50 epochs
+        depth_data="kitti", depth_height=256, depth_width=512, depth_model_width=1.0, depth_epochs=50,
+        depth_lr=1e-4, depth_batch_size=8, depth_train_pairs=None, depth_test_pairs=None, depth_prune_epochs=50,
+        depth_prune_lambda=0.01, depth_mask_loss="filter_sum", depth_mask_lr=0.01,
     ),
 }
 
@@ -161,10 +249,25 @@ BASELINE_FIELDS = (
     "dataset", "arch", "width", "epochs", "batch_size", "lr", "momentum", "weight_decay", "milestones",
     "lr_gamma", "augment", "seed", "threads", "train_limit", "test_limit", "max_steps",
 )
+# Lesson 03's monodepth baseline and its joint pruning (independent of the VGG settings above).
+DEPTH_FIELDS = (
+    "depth_data", "depth_height", "depth_width", "depth_model_width", "depth_epochs", "depth_lr",
+    "depth_batch_size", "depth_train_pairs", "depth_test_pairs", "seed", "threads", "max_steps",
+)
+DEPTH_PRUNE_FIELDS = DEPTH_FIELDS + ("depth_prune_epochs", "depth_prune_lambda", "depth_mask_loss", "depth_mask_lr")
+# Lesson 04's constrained runs (budgets, the loop's settings, and the mask term they share with lesson 02).
+CONSTRAINT_FIELDS = BASELINE_FIELDS + (
+    "budget_params", "budget_params_fraction", "budget_flops_fraction", "budget_latency_fraction",
+    "latency_platform", "latency_batch", "latency_margin", "constrained_epochs", "constrained_lr",
+    "constrained_lambda", "mask_lr", "mask_loss", "task_weight", "kd_weight", "kd_temperature",
+)
 MASK_RUN_FIELDS = BASELINE_FIELDS + ("mask_epochs", "mask_lambda", "mask_lr", "mask_weight_lr")
 PRUNE_FIELDS = BASELINE_FIELDS + (
     "prune_epochs", "prune_lambda", "prune_lr", "mask_lr", "task_weight", "kd_weight", "kd_temperature", "mask_loss",
 )
+
+
+DEPTH_DIVISOR = 128  # models.monodepth.DIVISOR (not imported: profiles stays import-light)
 
 
 def _choices(name: str) -> tuple[str, ...] | None:
@@ -172,6 +275,10 @@ def _choices(name: str) -> tuple[str, ...] | None:
         return _dataset_names()
     if name == "arch":
         return _arch_names()
+    if name == "latency_platform":
+        from tutorial_lib.constraints import platforms
+
+        return tuple(platforms.available())
     return SPECS[name].choices
 
 
@@ -200,6 +307,8 @@ def _check(name: str, value: Any) -> Any:
             isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
         ):
             raise ValueError(f"parameter {name!r} must be a list of epoch numbers >= 0, got {value!r}")
+        if name == "bounds_batches" and (not value or min(value) < 1):
+            raise ValueError(f"parameter {name!r} = {value!r} is not valid: give one or more batch sizes >= 1")
         return tuple(sorted(value))
     if spec.kind is int:
         if isinstance(value, float) and value.is_integer():
@@ -223,6 +332,11 @@ def _check(name: str, value: Any) -> Any:
         raise ValueError(f"parameter {name!r} = {value!r} is not known; valid choices: {', '.join(choices)}")
     if name == "device":
         value = _check_device(value)
+    if name in ("depth_height", "depth_width") and value % DEPTH_DIVISOR:
+        lo = value // DEPTH_DIVISOR * DEPTH_DIVISOR
+        nearest = " or ".join(str(v) for v in (lo, lo + DEPTH_DIVISOR) if v > 0)
+        raise ValueError(f"parameter {name!r} = {value} is not valid: {DEPTH_DIVISOR} must divide monodepth's "
+                         f"input height and width (seven stride-2 convs); nearest valid: {nearest}")
     return value
 
 

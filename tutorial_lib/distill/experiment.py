@@ -45,6 +45,14 @@ def student_specs(cfg, num_classes: int, pruned: nn.Module | None, pruned_name: 
     return specs
 
 
+def student_cfg(cfg):
+    """``cfg`` for training a student: ``cfg.student_epochs`` epochs, with the baseline's lr
+    milestones scaled to that length (so the last epochs still run at the reduced rate)."""
+    scale = cfg.student_epochs / max(cfg.epochs, 1)
+    milestones = tuple(sorted({max(1, round(m * scale)) for m in cfg.milestones if round(m * scale) < cfg.student_epochs}))
+    return cfg.replace(epochs=cfg.student_epochs, milestones=milestones)
+
+
 def _fresh(spec: dict, seed: int) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -56,6 +64,7 @@ def run(teacher: nn.Module, bundle: data.DataBundle, cfg, specs: dict[str, dict]
     """Train every student with every method; return one row per (student, method) and the
     trained models keyed the same way."""
     rows, trained = [], {}
+    cfg = student_cfg(cfg)
     _, test_loader = data.loaders(bundle, cfg)
     for name, spec in specs.items():
         for method in methods:
@@ -73,6 +82,7 @@ def temperature_sweep(teacher: nn.Module, bundle: data.DataBundle, cfg, spec: di
                       temperatures: tuple[float, ...], done: dict[float, float] | None = None) -> pd.DataFrame:
     """KD's top-1 for each temperature (same student, seed and epochs); ``done`` holds results
     already measured (temperature -> top-1), which are not trained again."""
+    cfg = student_cfg(cfg)
     _, test_loader = data.loaders(bundle, cfg)
     rows = []
     for t in temperatures:

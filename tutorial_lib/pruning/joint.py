@@ -51,13 +51,15 @@ def train_joint(
     checkpoint_dir: str | Path | None = None,
     desc: str = "joint",
     task: train.Task = train.CLASSIFICATION,
+    optimizer: torch.optim.Optimizer | None = None,
 ) -> pd.DataFrame:
     """Train weights and masks together on ``task_weight * CE + kd_weight * KD + lam * mask term``.
 
     ``teacher`` (frozen, eval mode, no gradients) supplies the KD targets; without one the
     KD term is left out (KD needs class logits: classification only). ``task`` is what the
-    task loss measures (lesson 03 passes the stereo depth task). Returns the per-epoch
-    history with the share of channels kept.
+    task loss measures (lesson 03 passes the stereo depth task). ``optimizer`` replaces the
+    default SGD of :func:`mask_optimizer` (lesson 03: Adam, as monodepth was trained); it must
+    hold the mask logits. Returns the per-epoch history with the share of channels kept.
     """
     if not masks.masks_of(model):
         raise ValueError("the model has no channel masks: call masks.insert_masks(model) first")
@@ -70,7 +72,7 @@ def train_joint(
             terms["kd"] = kd_weight * distill.teacher_kd(teacher, x, logits, temperature)
         return terms
 
-    optimizer = mask_optimizer(model, cfg, weight_lr)
+    optimizer = optimizer or mask_optimizer(model, cfg, weight_lr)
     # Cosine decay to zero: gates near the threshold stop flipping as the run ends, so the
     # last epoch leaves a settled network (one stage, no separate fine-tuning).
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))

@@ -1,0 +1,357 @@
+"""Lesson 03's experiment: monodepth trained from stereo pairs, pruned jointly, packed, measured.
+
+* :func:`load`: the profile's stereo pairs (synthetic scenes rendered with exact disparity,
+  or KITTI from the data root) as a :class:`tutorial_lib.data.DataBundle`;
+* :func:`baseline`: the monodepth baseline (Adam, lr halved at 3/5 and 4/5 of training, as
+  the published code does), trained once per profile and cached;
+* :func:`prune`: masks on the 21 prunable convs, weights and masks trained together on the
+  stereo loss + lambda x mask term (one stage), then :func:`~tutorial_lib.pruning.pack.pack`;
+* :func:`evaluate`, :func:`frames_per_second`: errors on the test set and on the Middlebury
+  motorcycle pair, parameters, FLOPs, and batch-1 frames per second on every platform here;
+* the tables (ours beside the published figures, which keep columns of their own) and the
+  targets the lesson and ``python -m tutorial_lib.bench depth`` print.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset, TensorDataset
+
+from tutorial_lib import cache, data, masks, metrics, profiles, repro, tables, train
+from tutorial_lib.depth import data as ddata
+from tutorial_lib.depth.task import METRICS, StereoDepth, predict_disparity
+from tutorial_lib.models.monodepth import MonoDepth, prunable_convs
+from tutorial_lib.pruning import joint
+from tutorial_lib.pruning.pack import pack
+
+STEREO = StereoDepth()
+TEST_SEED_OFFSET = 10_000  # synthetic test scenes use seed + this: never the training scenes
+KITTI_TRAIN_LIST = "kitti_train_files.txt"  # monodepth's utils/filenames list, inside the KITTI folder
+KITTI_2015 = "KITTI 2015 stereo training split (200 pairs, disp_noc_0)"
+
+# published.csv tables
+FPS_TABLE, KITTI_TABLE, WIDTHS_TABLE = "monodepth_fps", "monodepth_kitti", "monodepth_widths"
+BOARDS = (("fps_1080ti", "GTX 1080 Ti"), ("fps_tx2", "Jetson TX2"), ("fps_tx1", "Jetson TX1"))
+
+# Targets at the tutorial profile (the lesson and the benchmark print them).
+TARGET_PARAMS_REMOVED = 75.0  # % at least
+TARGET_D1_RISE = 2.0  # points at most
+TARGET_FPS_RATIO = 1.5  # x at least, batch 1, CPU
+
+
+# --------------------------------------------------------------------------- data and training
+
+
+def depth_cfg(cfg):
+    """``cfg`` with the batch size that ``train.fit``'s loaders read set to lesson 03's."""
+    return cfg.replace(batch_size=cfg.depth_batch_size)
+
+
+def input_shape(cfg, batch: int = 1) -> tuple[int, int, int, int]:
+    return (batch, 3, cfg.depth_height, cfg.depth_width)
+
+
+def load(cfg) -> data.DataBundle:
+    """The stereo pairs of ``cfg.depth_data`` at ``depth_height x depth_width``.
+
+    ``synthetic``: ``depth_train_pairs`` scenes from ``cfg.seed`` and ``depth_test_pairs``
+    from ``cfg.seed + 10000``, each with exact ground-truth disparity. ``kitti``: KITTI raw
+    pairs from monodepth's file list ``kitti_train_files.txt`` for training, the 200 KITTI
+    2015 training pairs with ground truth for testing (``DatasetNotFoundError`` saying where
+    to put them when missing); ``depth_*_pairs`` keep the first N.
+    """
+    h, w = cfg.depth_height, cfg.depth_width
+    if cfg.depth_data == "synthetic":
+        n_train, n_test = cfg.depth_train_pairs or 256, cfg.depth_test_pairs or 64
+        train_set = ddata.synthetic_dataset(n_train, h, w, seed=cfg.seed)
+        test_set = ddata.synthetic_dataset(n_test, h, w, seed=cfg.seed + TEST_SEED_OFFSET)
+        description = (f"synthetic stereo: {n_train} training and {n_test} test scenes, {h}x{w}, "
+                       f"exact integer disparities 0-{round(0.15 * w)} px")
+        name = "synthetic stereo"
+    elif cfg.depth_data == "kitti":
+        root = ddata.kitti_root(cfg.data_root)
+        train_set = ddata.KittiStereo(KITTI_TRAIN_LIST, root=root, height=h, width=w)
+        test_set = ddata.Kitti2015Stereo(root, height=h, width=w)
+        if cfg.depth_train_pairs is not None and cfg.depth_train_pairs < len(train_set):
+            train_set = Subset(train_set, range(cfg.depth_train_pairs))
+        if cfg.depth_test_pairs is not None and cfg.depth_test_pairs < len(test_set):
+            test_set = Subset(test_set, range(cfg.depth_test_pairs))
+        test_set.variable_size = True  # ground truth at each image's own size: one at a time
+        description = f"KITTI raw ({len(train_set)} training pairs, {h}x{w}); test: {KITTI_2015}"
+        name = "KITTI"
+    else:
+        raise ValueError(f"unknown depth_data {cfg.depth_data!r}; valid choices: synthetic, kitti")
+    return data.DataBundle(name=name, train=train_set, test=test_set, num_classes=0, image_size=h,
+                           description=description)
+
+
+def motorcycle_loader(cfg) -> DataLoader:
+    """Middlebury's motorcycle pair at the profile's input size, with its known-pixel mask."""
+    return DataLoader(TensorDataset(*ddata.motorcycle(cfg.depth_height, cfg.depth_width)), batch_size=1)
+
+
+def build(cfg) -> MonoDepth:
+    """Monodepth at ``cfg.depth_model_width``, initialised from ``cfg.seed`` (global RNG untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return MonoDepth(width=cfg.depth_model_width)
+
+
+def halving_schedule(optimizer: torch.optim.Optimizer, epochs: int):
+    """Monodepth's schedule: the learning rate halves at 3/5 and again at 4/5 of training."""
+    milestones = sorted({max(1, round(0.6 * epochs)), max(1, round(0.8 * epochs))})
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.5)
+
+
+def train_baseline(model: nn.Module, bundle: data.DataBundle, cfg, checkpoint_dir=None) -> pd.DataFrame:
+    """Train ``model`` on the stereo loss: Adam (``depth_lr``), ``depth_epochs``, halving schedule."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.depth_lr)
+    return train.fit(model, bundle, depth_cfg(cfg), epochs=cfg.depth_epochs, optimizer=optimizer,
+                     scheduler=halving_schedule(optimizer, cfg.depth_epochs), checkpoint_dir=checkpoint_dir,
+                     desc="monodepth", task=STEREO)
+
+
+def baseline(cfg, bundle: data.DataBundle) -> tuple[nn.Module, pd.DataFrame]:
+    """The profile's monodepth baseline: trained by the first run that asks, then cached."""
+    return cache.get_or_train(
+        "monodepth", cfg, build=lambda: build(cfg),
+        train=lambda model, folder: train_baseline(model, bundle, cfg, folder), fields=profiles.DEPTH_FIELDS,
+    )
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Result:
+    """One model and what it measured (``scores``: test set and motorcycle, from :func:`evaluate`)."""
+
+    name: str
+    model: nn.Module
+    params: int
+    flops: int
+    scores: dict[str, dict[str, float]]
+    history: pd.DataFrame | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def evaluate(model: nn.Module, bundle: data.DataBundle, cfg) -> dict[str, dict[str, float]]:
+    """``{"test": ..., "motorcycle": ...}``: D1-all (%), Abs Rel ... a3 of ``StereoDepth.evaluate``."""
+    threads = repro.resolve_threads(cfg.threads)
+    torch.set_num_threads(threads)
+    _, test_loader = data.loaders(bundle, depth_cfg(cfg))
+    return {"test": STEREO.evaluate(model, test_loader, cfg.device),
+            "motorcycle": STEREO.evaluate(model, motorcycle_loader(cfg), cfg.device)}
+
+
+def measure(name: str, model: nn.Module, bundle: data.DataBundle, cfg, history=None, **extra) -> Result:
+    """Parameters, FLOPs of one ``depth_height x depth_width`` image, and :func:`evaluate`."""
+    model = model.to(cfg.device)
+    return Result(name, model, metrics.count_parameters(model), metrics.count_flops(model, input_shape(cfg)),
+                  evaluate(model, bundle, cfg), history, extra)
+
+
+def pruning_optimizer(masked: nn.Module, cfg) -> torch.optim.Optimizer:
+    """Adam on the weights (``depth_lr``, as the baseline was trained) and on the mask logits
+    (``depth_mask_lr``)."""
+    return torch.optim.Adam([
+        {"params": masks.weight_parameters(masked), "lr": cfg.depth_lr},
+        {"params": masks.mask_parameters(masked), "lr": cfg.depth_mask_lr},
+    ])
+
+
+def prune(baseline_model: nn.Module, bundle: data.DataBundle, cfg, lam: float | None = None) -> Result:
+    """Joint pruning of a copy of the baseline, then pack; the packed model is stored in the cache.
+
+    Loss: stereo loss + ``lam`` (default ``depth_prune_lambda``) x ``depth_mask_loss`` for
+    ``depth_prune_epochs``, Adam with a cosine decay (``train_joint``). ``extra`` holds the
+    masked model, the largest gap between packed and masked disparities on test images, and
+    the parameter count the masks predicted.
+    """
+    if lam is not None and lam != cfg.depth_prune_lambda:
+        cfg = cfg.replace(depth_prune_lambda=lam)
+    masked = masks.insert_masks(copy.deepcopy(baseline_model).cpu(), seed=cfg.seed)  # the 21 prunable convs
+    history = joint.train_joint(
+        masked, bundle, depth_cfg(cfg), epochs=cfg.depth_prune_epochs, lam=cfg.depth_prune_lambda,
+        weight_lr=cfg.depth_lr, mask_loss=cfg.depth_mask_loss, task=STEREO, desc="prune",
+        optimizer=pruning_optimizer(masked, cfg),
+    )
+    packed = pack(masked).to(cfg.device)
+    estimate = masks.estimate(masked, input_shape(cfg), flops=False)
+    closed = [layer for layer, m in masks.masks_of(masked).items() if not m.kept().any()]
+    left = next(iter(DataLoader(bundle.test, batch_size=4)))[0]
+    cache.store("monodepth-pruned", cfg, profiles.DEPTH_PRUNE_FIELDS, packed)
+    return measure("pruned", packed, bundle, cfg, history, masked=masked,
+                   pack_max_abs_diff=pack_gap(masked, packed, left), closed_layers=closed,
+                   estimated_params=estimate["params_kept"])
+
+
+@torch.no_grad()
+def pack_gap(masked: nn.Module, packed: nn.Module, x: torch.Tensor) -> float:
+    """Largest difference between the packed model's disparities and the masked model's, on ``x``.
+
+    A layer whose gates all closed keeps its strongest filter when packed (so the network
+    stays connected); the masked model is compared with that filter open too, so the gap
+    measures packing alone."""
+    reference = copy.deepcopy(masked).cpu()
+    masks.set_pattern(reference, {layer: m.keep() for layer, m in masks.masks_of(reference).items()})
+    packed_cpu = copy.deepcopy(packed).cpu()
+    return max((a - b).abs().max().item() for a, b in zip(reference.eval()(x), packed_cpu.eval()(x)))
+
+
+def pruned_model(baseline_model: nn.Module, bundle: data.DataBundle, cfg) -> nn.Module:
+    """The packed pruned monodepth of this profile: from the cache lesson 03 fills, or made now."""
+    return cache.get_or_make("monodepth-pruned", cfg, profiles.DEPTH_PRUNE_FIELDS,
+                             lambda: prune(baseline_model, bundle, cfg).model)
+
+
+def platforms(cfg) -> list[tuple[str, int]]:
+    """(device, threads) for every platform this machine has: the CPU with 1 thread and with
+    all the profile's threads, and CUDA when present."""
+    out = [("cpu", 1)]
+    threads = repro.resolve_threads(cfg.threads)
+    if threads > 1:
+        out.append(("cpu", threads))
+    if torch.cuda.is_available():
+        out.append(("cuda", threads))
+    return out
+
+
+def frames_per_second(models: dict[str, nn.Module], cfg, min_run_time: float = 0.5) -> pd.DataFrame:
+    """Batch-1 frames per second (1000 / median latency in ms) of each model on each platform at
+    ``depth_height x depth_width``: rows = model, columns = platform name."""
+    rows: dict[str, dict[str, float]] = {}
+    for name, model in models.items():
+        rows[name] = {}
+        for device, threads in platforms(cfg):
+            lat = metrics.measure_latency(copy.deepcopy(model), input_shape(cfg), threads=threads,
+                                          min_run_time=min_run_time, device=device)
+            rows[name][lat.platform] = 1000.0 / lat.median_ms
+    torch.set_num_threads(repro.resolve_threads(cfg.threads))
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _published(table: str, row: str, metric: str):
+    try:
+        return tables.published_value(table, row, metric)
+    except KeyError:
+        return ""
+
+
+def results_table(base: Result, pruned: Result, dataset: str) -> pd.DataFrame:
+    """Baseline versus pruned, measured here: size, FLOPs, errors on the test set and on the
+    motorcycle pair. The published KITTI figures are in :func:`kitti_table`."""
+    rows = []
+    for label, r in (("baseline", base), ("pruned (joint, packed)", pruned)):
+        t, m = r.scores["test"], r.scores["motorcycle"]
+        rows.append({
+            "model": label, "params": r.params, "params change %": round(100 * (r.params / base.params - 1), 1),
+            "GFLOPs": round(r.flops / 1e9, 3),
+            f"D1-all % ({dataset})": round(t["d1_all"], 2), f"Abs Rel ({dataset})": round(t["abs_rel"], 4),
+            f"RMSE m ({dataset})": round(t["rmse"], 3), f"d<1.25 ({dataset})": round(t["a1"], 3),
+            "D1-all % (motorcycle)": round(m["d1_all"], 2), "Abs Rel (motorcycle)": round(m["abs_rel"], 4),
+            "RMSE m (motorcycle)": round(m["rmse"], 3),
+        })
+    return pd.DataFrame(rows, dtype=object)
+
+
+def fps_table(fps: pd.DataFrame) -> pd.DataFrame:
+    """The seed's speed table: rows baseline, pruned, speedup; our platforms' batch-1 FPS, then
+    the published boards (GTX 1080 Ti, Jetson TX2, Jetson TX1) in columns named as published."""
+    rows = []
+    for row, label in (("baseline", "Baseline"), ("pruned", "Pruned")):
+        rec = {"model": label}
+        rec.update({f"FPS {p} (ours)": round(float(fps.loc[row, p]), 1) for p in fps.columns})
+        rec.update({f"published FPS {board}": _published(FPS_TABLE, label, metric) for metric, board in BOARDS})
+        rows.append(rec)
+    speed = {"model": "Speedup (x)"}
+    speed.update({f"FPS {p} (ours)": round(float(fps.loc["pruned", p] / fps.loc["baseline", p]), 2)
+                  for p in fps.columns})
+    for metric, board in BOARDS:
+        b, p = _published(FPS_TABLE, "Baseline", metric), _published(FPS_TABLE, "Pruned", metric)
+        speed[f"published FPS {board}"] = round(p / b, 2) if b and p else ""
+    rows.append(speed)
+    return pd.DataFrame(rows, dtype=object)
+
+
+KITTI_ROWS = (("monodepth VGG (LRC)", "baseline"), ("pruned, task + mask loss", "pruned"), ("PyD-Net", None))
+KITTI_METRICS = (("abs_rel", "Abs Rel"), ("sq_rel", "Sq Rel"), ("rmse", "RMSE"), ("rmse_log", "RMSE log"),
+                 ("d1_all", "D1-all"), ("a1", "d<1.25"))
+
+
+def kitti_table(base: Result | None, pruned: Result | None, ran: bool) -> pd.DataFrame:
+    """The paper's KITTI 2015 error table (published), with ours beside where KITTI was used
+    (``ran``: the paper profile with KITTI in the data root); "not run" otherwise."""
+    ours = {"baseline": base, "pruned": pruned}
+    rows = []
+    for row, key in KITTI_ROWS:
+        r = ours.get(key) if key else None
+        rec = {"model": row}
+        for metric, label in KITTI_METRICS:
+            value = r.scores["test"][metric] if (ran and r is not None) else None
+            rec[f"our {label}"] = round(value, 4) if value is not None else ("not run" if key else "")
+        rec["our params"] = r.params if (ran and r is not None) else ("not run" if key else "")
+        for metric, label in KITTI_METRICS:
+            rec[f"published {label}"] = _published(KITTI_TABLE, row, metric)
+        rec["published params"] = _published(KITTI_TABLE, row, "params")
+        rows.append(rec)
+    return pd.DataFrame(rows, dtype=object)
+
+
+def widths_table(pruned: nn.Module, full_width: float) -> pd.DataFrame:
+    """Per prunable conv: our width (at ``full_width``), filters kept, and the published pruned
+    width of the full-size model; kept shares in % make the two comparable."""
+    full = MonoDepth(width=full_width).widths
+    published_full = MonoDepth(width=1.0).widths
+    rows = []
+    for layer, total, kept, pub_total in zip(prunable_convs(), full, pruned.widths, published_full):
+        pub = _published(WIDTHS_TABLE, layer, "pruned_width")
+        rows.append({"layer": layer, "ours: filters": total, "ours: kept": kept,
+                     "ours: kept %": round(100 * kept / total, 1), "published: filters": pub_total,
+                     "published: kept": pub, "published: kept %": round(100 * pub / pub_total, 1) if pub else ""})
+    return pd.DataFrame(rows, dtype=object)
+
+
+def targets(base: Result, pruned: Result, fps: pd.DataFrame) -> pd.DataFrame:
+    """The lesson's targets, measured: parameters removed, D1-all rise on the test set, and the
+    batch-1 CPU frames-per-second ratio (on every CPU platform measured)."""
+    removed = 100 * (1 - pruned.params / base.params)
+    rise = pruned.scores["test"]["d1_all"] - base.scores["test"]["d1_all"]
+    rows = [("parameters removed (%)", round(removed, 1), f">= {TARGET_PARAMS_REMOVED:g}",
+             removed >= TARGET_PARAMS_REMOVED),
+            ("D1-all rise on the test set (points)", round(rise, 2), f"<= {TARGET_D1_RISE:g}", rise <= TARGET_D1_RISE)]
+    for platform in fps.columns:
+        if "cpu" in platform:
+            ratio = float(fps.loc["pruned", platform] / fps.loc["baseline", platform])
+            rows.append((f"batch-1 FPS ratio, {platform}", round(ratio, 2), f">= {TARGET_FPS_RATIO:g}",
+                         ratio >= TARGET_FPS_RATIO))
+    return pd.DataFrame(rows, columns=["target", "measured", "wanted", "met"])
+
+
+def example_disparities(models: dict[str, nn.Module], bundle: data.DataBundle, cfg, index: int = 0) -> dict:
+    """Inputs, ground truth and each model's disparity (pixels) for one test scene and the
+    motorcycle pair, for :func:`tutorial_lib.plots.disparities`."""
+    left, _, gt = bundle.test[index][:3]
+    m_left, _, m_gt, m_valid = ddata.motorcycle(cfg.depth_height, cfg.depth_width)
+    scenes = {"test scene": (left[None], gt[None], None), "motorcycle": (m_left, m_gt, m_valid)}
+    out = {}
+    for scene, (img, truth, valid) in scenes.items():
+        preds = {name: predict_disparity(model, img.to(cfg.device), tuple(truth.shape[-2:]))[0, 0].cpu()
+                 for name, model in models.items()}
+        gt_shown = truth[0, 0].clone()
+        if valid is not None:
+            gt_shown[~valid[0, 0]] = float("nan")
+        out[scene] = {"input": img[0], "ground truth": gt_shown, **preds}
+    return out
+
+
+__all__ = ["load", "baseline", "prune", "pruned_model", "evaluate", "measure", "frames_per_second", "results_table",
+           "fps_table", "kitti_table", "widths_table", "targets", "example_disparities", "METRICS", "Result"]
