@@ -5,6 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_FLAGS ?= -q -p no:cacheprovider --durations=12
+# Lessons whose tutorial outputs are not committed yet: they run at the smoke profile in
+# tests/test_notebooks.py, but nbval has no committed outputs to compare (lesson 04: issue #5).
+NBVAL_PENDING := notebooks/04_constraints.ipynb
 
 .PHONY: setup tables notebooks test test-fast bench lab clean help
 
@@ -33,7 +36,7 @@ notebooks: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_FLAGS) tests notebooks --nbval-lax --nbval-current-env \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg
+		--nbval-sanitize-with tests/nbval_sanitize.cfg $(addprefix --ignore=,$(NBVAL_PENDING))
 
 test-fast: $(STAMP)
 	$(PY) -m pytest $(PYTEST_FLAGS) tests

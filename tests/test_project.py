@@ -10,6 +10,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+# Notebooks whose tutorial outputs are not committed yet (the Makefile keeps them out of nbval).
+PENDING = {Path(p).name for p in re.search(r"^NBVAL_PENDING := ?(.*)$", (ROOT / "Makefile").read_text(), re.M)
+           .group(1).split()}
 
 
 def _pins(lines):
@@ -35,7 +38,10 @@ def test_notebook_first_code_cell_is_parameters_and_outputs_are_committed(nb):
     code = [c for c in cells if c["cell_type"] == "code"]
     assert "parameters" in code[0]["metadata"].get("tags", [])
     assert "profile = \"tutorial\"" in "".join(code[0]["source"])
-    assert any(c.get("outputs") for c in code), "commit the tutorial-profile outputs (make notebooks)"
+    if nb.name in PENDING:  # listed as pending: no stale outputs either
+        assert not any(c.get("outputs") for c in code), f"{nb.name} has outputs: remove it from NBVAL_PENDING"
+    else:
+        assert any(c.get("outputs") for c in code), "commit the tutorial-profile outputs (make notebooks)"
     assert not any(o.get("output_type") == "error" for c in code for o in c.get("outputs", []))
     checked = [c for c in code if "# NBVAL_CHECK_OUTPUT" in "".join(c["source"])]
     assert checked, "mark the cells whose output must reproduce with # NBVAL_CHECK_OUTPUT"

@@ -216,7 +216,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         mask_epochs=4, mask_lambda=1.0, mask_lr=0.01, mask_weight_lr=0.01,
         prune_epochs=10, prune_lambda=0.012, mask_loss="filter_sum", frontier_lambdas=(0.005, 0.07),
         student_width=0.125, student_epochs=6,
-        bounds_batches=(1, 16, 64), signature_count=8, signature_epochs=3, signature_train_limit=None,
+        bounds_batches=(1, 16, 64), signature_count=8, signature_epochs=1, signature_train_limit=2500,
         signature_lr=1e-3, budget_params=None, budget_params_fraction=0.1, budget_flops_fraction=0.25,
         budget_latency_fraction=0.5, latency_platform="torch-cpu-1t", latency_batch=1, latency_margin=0.925,
         constrained_epochs=6, constrained_lr=1e-3, constrained_lambda=1.0,

@@ -166,8 +166,11 @@ def feasible_range(spec: SpecLike, kind: str, input_shape: tuple[int, ...], plat
     """``(low, high)``: the cost of the one-channel-per-conv model and of the full one."""
     if isinstance(spec, nn.Module):
         spec = latency_table.topology(spec)
-    low = spec_cost(lower_bound_spec(spec, input_shape), kind, input_shape, platform, table=table)
+    # the full model first: a latency table calibrates on the first model it is asked about, and the
+    # references it derives from the full model (half widths, random prunings) span the range; from the
+    # one-channel model they would all collapse to that one model
     high = spec_cost(spec, kind, input_shape, platform, table=table)
+    low = spec_cost(lower_bound_spec(spec, input_shape), kind, input_shape, platform, table=table)
     return low, high
 
 

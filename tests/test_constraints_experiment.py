@@ -1,0 +1,126 @@
+"""Lesson 04's experiment functions, end to end on tiny settings (no timing is asserted)."""
+
+import pandas as pd
+import pytest
+import torch
+
+from tutorial_lib import data, profiles, train
+from tutorial_lib.constraints import Budget, platforms
+from tutorial_lib.constraints import experiment as ex
+from tutorial_lib.models import vgg
+
+P1 = "torch-cpu-1t"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def setting():
+    cfg = profiles.resolve("smoke", threads=1, max_steps=2, train_limit=64, test_limit=32, signature_count=3,
+                           signature_epochs=1, signature_train_limit=32, constrained_epochs=2)
+    bundle = data.load(cfg)
+    torch.manual_seed(0)
+    model = vgg.VGG(vgg.vgg_signature("vgg11", 1 / 16), num_classes=bundle.num_classes)
+    train.fit(model, bundle, cfg, epochs=1)
+    return cfg, bundle, model.eval()
+
+
+@pytest.fixture(scope="module")
+def table(setting):
+    cfg, bundle, model = setting
+    t = ex.make_table(cfg, model, bundle)
+    t.min_run_time = 0.01
+    t.model_min_run_time = 0.02
+    return t
+
+
+def test_profile_fields_are_validated():
+    for name in profiles.PROFILES:
+        cfg = profiles.resolve(name)
+        assert cfg.latency_platform in platforms.available()
+        assert min(cfg.bounds_batches) >= 1
+    assert profiles.resolve("paper").budget_params == 2004846
+    assert max(profiles.resolve("paper").bounds_batches) == 256
+    assert set(profiles.CONSTRAINT_FIELDS) <= set(profiles.SPECS)
+    with pytest.raises(ValueError, match="valid choices: torch-cpu-1t"):
+        profiles.resolve("smoke", latency_platform="tpu")
+    with pytest.raises(ValueError, match="batch sizes >= 1"):
+        profiles.resolve("smoke", bounds_batches=[0, 4])
+    with pytest.raises(ValueError, match="out of range"):
+        profiles.resolve("smoke", budget_flops_fraction=1.5)
+
+
+def test_impossible_budget_is_rejected_before_training(setting, table, monkeypatch):
+    cfg, bundle, model = setting
+
+    def no_training(*a, **k):
+        raise AssertionError("trained before the budget was checked")
+
+    monkeypatch.setattr(train, "fit", no_training)
+    with pytest.raises(ValueError, match=r"outside the feasible range of this model: \[.*\] parameters"):
+        ex.make_budgets(cfg.replace(budget_params=10), model, bundle, table)
+    with pytest.raises(ValueError, match="feasible range"):
+        ex.run_constrained(model, bundle, cfg, Budget("params", 10**9), table)
+    with pytest.raises(ValueError, match="valid choices: params, flops, latency"):
+        Budget("energy", 1.0)
+    with pytest.raises(ValueError, match="available on this machine"):
+        Budget("latency", 1.0, "tpu")
+
+
+def test_bounds_and_sizes(setting):
+    cfg, bundle, model = setting
+    sizes = ex.bound_sizes(model, bundle)
+    assert sizes["params"].iloc[0] > sizes["params"].iloc[1]
+    assert set(sizes["conv widths"].iloc[1].split("-")) == {"1"}
+    lat = ex.bounds(model, bundle, (1, 2), [P1], min_run_time=0.01)
+    assert list(lat["batch"]) == [1, 2] and (lat["full ms"] > 0).all()
+    per_layer = ex.bounds_per_layer(model, bundle, P1, (1,), repeats=2)
+    assert "(total)" in set(per_layer["name"]) and {"full ms @1", "one-channel ms @1"} <= set(per_layer.columns)
+    ex.plot_bounds(lat, per_layer, P1)
+
+
+def test_signature_study_and_pairs(setting, table):
+    cfg, bundle, _ = setting
+    sig = ex.signature_study(bundle, cfg, table, [P1], min_run_time=0.01)
+    assert len(sig) == 3 and f"error_pct[{P1}]" in sig
+    stable, timing = ex.signature_columns(sig)
+    assert "accuracy" in stable and all("ms" in c or "pct" in c or "seconds" in c for c in timing)
+    corr = ex.correlations(sig)
+    assert set(corr[~corr["timing"]]["y"]) == {"params", "flops"}
+    pairs = ex.similar_cost_pairs(pd.DataFrame({"params": [100, 110, 300], "flops": [1, 5, 9],
+                                                "accuracy": [50.0, 80.0, 10.0]}))
+    assert pairs.set_index("cost").loc["params", "difference"] == 30.0
+    assert pd.isna(pairs.set_index("cost").loc["flops", "difference"])  # no pair within 20%
+    ex.plot_signatures(sig, corr, [P1])
+
+
+def test_constrained_runs_meet_their_budgets(setting, table):
+    cfg, bundle, model = setting
+    budget_map = ex.make_budgets(cfg, model, bundle, table)
+    assert set(budget_map) == {"params", "flops", "latency"} and budget_map["latency"].platform == P1
+    runs = {}
+    for kind in ("params", "latency"):
+        r = ex.run_constrained(model, bundle, cfg, budget_map[kind], table)
+        runs[kind] = ex.verify(r, bundle, cfg, table, [P1], min_run_time=0.01)
+    assert runs["params"].params <= budget_map["params"].value
+    low, _ = ex.check(budget_map["latency"], model, bundle, table)
+    assert runs["latency"].target.value == pytest.approx(max(cfg.latency_margin * budget_map["latency"].value, low))
+    assert runs["latency"].estimate_ms <= runs["latency"].target.value * (1 + 1e-9)
+    result = ex.constrained_table(runs, model, 50.0, {P1: 1.0}, bundle)
+    assert list(result["budget kind"]) == ["none (full model)", "parameters", "latency"]
+    assert result["published params"].iloc[1] == 2004846 and result["published params"].iloc[2] == ""
+    stable = ex.stable_rows(result)
+    assert "latency" not in set(stable["budget kind"])
+    assert "params" in stable.columns and not any(c.startswith(("ms [", "speedup", "table estimate"))
+                                                   for c in stable.columns)
+    goals = ex.targets(runs, None, P1)
+    assert goals["target"].str.contains("parameters reached").any()
+    ex.plot_runs(runs)
+    speed = ex.platform_speedups({"p": runs["params"].model}, model, bundle, [P1], (1,), min_run_time=0.01)
+    assert list(speed.columns) == ["model", f"speedup [{P1}, batch 1]"]
