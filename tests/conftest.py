@@ -16,3 +16,14 @@ def smoke_cfg():
     from tutorial_lib import profiles
 
     return profiles.resolve("smoke")
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test, the previous count restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -18,12 +18,7 @@ from tutorial_lib.models import vgg
 from tutorial_lib.pruning import pack
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # timings of tiny models: one thread
 
 
 @pytest.fixture
