@@ -6,8 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_FLAGS ?= -q -p no:cacheprovider --durations=12
 # Lessons whose tutorial outputs are not committed yet: they run at the smoke profile in
-# tests/test_notebooks.py, but nbval has no committed outputs to compare (lesson 04: issue #5).
-NBVAL_PENDING := notebooks/04_constraints.ipynb
+# tests/test_notebooks.py, but nbval has no committed outputs to compare (none at present).
+NBVAL_PENDING :=
 
 .PHONY: setup tables notebooks test test-fast bench lab clean help
 
