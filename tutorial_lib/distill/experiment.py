@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tutorial_lib import data, models, tables
+from tutorial_lib import data, models, tables, train
 from tutorial_lib.distill.student import stage_starts, stage_taps, train_student
 from tutorial_lib.distill.taps import Taps, stage_ends
 from tutorial_lib.models import vgg
@@ -53,13 +53,10 @@ def student_cfg(cfg):
     return cfg.replace(epochs=cfg.student_epochs, milestones=milestones)
 
 
-def _train(spec: dict, teacher: nn.Module, bundle: data.DataBundle, cfg, method: str) -> tuple[nn.Module, pd.DataFrame]:
-    """A student freshly built from ``spec`` (initialised from ``cfg.seed``) trained with
-    ``method``; its history's last ``test_accuracy`` is the trained student's top-1."""
+def _fresh(spec: dict, seed: int) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        student = models.from_spec(spec)
-    return student, train_student(student, teacher, bundle, cfg, method)
+        torch.manual_seed(seed)
+        return models.from_spec(spec)
 
 
 def run(teacher: nn.Module, bundle: data.DataBundle, cfg, specs: dict[str, dict],
@@ -68,11 +65,14 @@ def run(teacher: nn.Module, bundle: data.DataBundle, cfg, specs: dict[str, dict]
     trained models keyed the same way."""
     rows, trained = [], {}
     cfg = student_cfg(cfg)
+    _, test_loader = data.loaders(bundle, cfg)
     for name, spec in specs.items():
         for method in methods:
-            student, history = _train(spec, teacher, bundle, cfg, method)
+            student = _fresh(spec, cfg.seed)
             note = "through 1x1 connectors" if method == "fsp" and not same_widths(student, teacher) else ""
-            rows.append({"student": name, "method": method, "top-1 %": round(history["test_accuracy"].iloc[-1], 1),
+            history = train_student(student, teacher, bundle, cfg, method)
+            acc = train.evaluate(student, test_loader, cfg.device)["accuracy"]
+            rows.append({"student": name, "method": method, "top-1 %": round(acc, 1),
                          "s / epoch": round(float(history["epoch_seconds"].median()), 2), "note": note})
             trained[(name, method)] = student
     return pd.DataFrame(rows), trained
@@ -83,13 +83,15 @@ def temperature_sweep(teacher: nn.Module, bundle: data.DataBundle, cfg, spec: di
     """KD's top-1 for each temperature (same student, seed and epochs); ``done`` holds results
     already measured (temperature -> top-1), which are not trained again."""
     cfg = student_cfg(cfg)
+    _, test_loader = data.loaders(bundle, cfg)
     rows = []
     for t in temperatures:
         if done and t in done:
             acc = done[t]
         else:
-            _, history = _train(spec, teacher, bundle, cfg.replace(kd_temperature=t), "kd")
-            acc = round(history["test_accuracy"].iloc[-1], 1)
+            student = _fresh(spec, cfg.seed)
+            train_student(student, teacher, bundle, cfg.replace(kd_temperature=t), "kd")
+            acc = round(train.evaluate(student, test_loader, cfg.device)["accuracy"], 1)
         rows.append({"KD temperature T": t, "top-1 %": acc})
     return pd.DataFrame(rows)
 
@@ -99,13 +101,14 @@ def table(results: pd.DataFrame, teacher_accuracy: float, teacher_params: int, p
     out = []
     published = tables.published("distill_cifar100")
     for _, r in results.iterrows():
+        missing = pd.isna(r["top-1 %"])
         scratch = results[(results.student == r.student) & (results.method == "scratch")]["top-1 %"]
-        gain = "" if scratch.empty else round(r["top-1 %"] - scratch.iloc[0], 1)
+        gain = "" if missing or scratch.empty else round(r["top-1 %"] - scratch.iloc[0], 1)
         hit = published[published.metric == r.method] if r.student == "vgg8" else published.iloc[:0]
         out.append({
             "student": f"{r.student} ({params[r.student]:,} params)", "method": LABELS[r.method],
-            "top-1 %": r["top-1 %"], "gain over scratch": gain,
-            "teacher top-1 %": round(teacher_accuracy, 1), "s / epoch": r["s / epoch"],
+            "top-1 %": "" if missing else r["top-1 %"], "gain over scratch": gain,
+            "teacher top-1 %": round(teacher_accuracy, 1), "s / epoch": "" if missing else r["s / epoch"],
             "note": r.note, "published vgg13->vgg8 top-1 % (CIFAR-100)": float(hit.value.iloc[0]) if len(hit) else "",
         })
     df = pd.DataFrame(out)
