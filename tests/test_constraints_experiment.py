@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tutorial_lib import data, profiles, train
-from tutorial_lib.constraints import Budget, platforms
+from tutorial_lib.constraints import Budget, platforms, signatures
 from tutorial_lib.constraints import experiment as ex
 from tutorial_lib.models import vgg
 
@@ -93,6 +93,22 @@ def test_signature_study_and_pairs(setting, table):
     assert pairs.set_index("cost").loc["params", "difference"] == 30.0
     assert pd.isna(pairs.set_index("cost").loc["flops", "difference"])  # no pair within 20%
     ex.plot_signatures(sig, corr, [P1])
+
+
+def test_equal_cost_gaps_are_judged_against_seed_noise(setting):
+    cfg, bundle, _ = setting
+    noise = ex.signature_noise(bundle, cfg)
+    assert list(noise["seed"]) == [cfg.seed + 1000 * k for k in range(cfg.signature_repeats + 1)]
+    first = signatures.describe(signatures.sample(1, cfg.arch, cfg.width, seed=cfg.seed)[0])
+    assert set(noise["signature"]) == {first}
+    again = ex.signature_noise(bundle, cfg)
+    assert again["accuracy"].tolist() == noise["accuracy"].tolist()  # seeded: the same run twice
+    costs = pd.DataFrame({"params": [100, 110, 300], "flops": [1, 5, 9], "accuracy": [50.0, 80.0, 10.0]})
+    found = ex.equal_cost_findings(costs, pd.DataFrame({"accuracy": [40.0, 45.0]})).set_index("cost")
+    assert found.loc["params", "seed range"] == 5.0 and bool(found.loc["params", "gap beyond seed noise"])
+    assert not found.loc["flops", "gap beyond seed noise"]  # no pair of equal FLOPs at all
+    noisy = ex.equal_cost_findings(costs, pd.DataFrame({"accuracy": [10.0, 50.0]})).set_index("cost")
+    assert not noisy.loc["params", "gap beyond seed noise"]  # a 30-point gap inside a 40-point seed range
 
 
 def test_constrained_runs_meet_their_budgets(setting, table):

@@ -225,6 +225,13 @@ def test_synthetic_pairs_have_exact_disparity_where_visible_and_are_deterministi
     assert not torch.equal(data.synthetic_stereo(4, 32, 64, seed=2)[0], left)
 
 
+def test_road_scenes_carry_a_monocular_cue():
+    ground = data.ground_disparity(128, 38, horizon=0.375)
+    assert ground[:48].max() == 1 and ground[-1] == 38 and (np.diff(ground) >= 0).all()
+    disp = data.synthetic_stereo(8, 128, 256, seed=0)[2]
+    assert disp.min() >= 1 and disp[:, 0, -8:].mean() > 4 * disp[:, 0, :16].mean()  # near below, far above
+
+
 def test_stereo_tensor_dataset_normalises_and_checks_range():
     left = torch.full((2, 3, 4, 4), 255, dtype=torch.uint8)
     ds = data.StereoTensorDataset(left, left, torch.zeros(2, 1, 4, 4))

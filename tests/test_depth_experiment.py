@@ -8,12 +8,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from tutorial_lib import masks, metrics, profiles, tables
+from tutorial_lib import data, masks, metrics, profiles, tables
 from tutorial_lib.data import DatasetNotFoundError
 from tutorial_lib.depth import experiment as ex
 from tutorial_lib.depth import losses
 from tutorial_lib.depth import metrics as dmetrics
-from tutorial_lib.depth.task import StereoDepth, focal_for, image_errors
+from tutorial_lib.depth.task import StereoDepth, focal_for, image_errors, predict_disparity
 from tutorial_lib.models.monodepth import MonoDepth, prunable_convs
 from tutorial_lib.pruning.pack import pack
 
@@ -143,8 +143,9 @@ def test_lesson_03_end_to_end_at_the_smoke_profile():
 
     fps = ex.frames_per_second({"baseline": model, "pruned": pruned.model}, cfg, min_run_time=0.01)
     assert list(fps.index) == ["baseline", "pruned"] and fps.columns[0].startswith("torch-cpu-1t")
-    results = ex.results_table(base, pruned, bundle.name)
-    assert list(results["params"]) == [base.params, pruned.params]
+    prior = ex.image_blind(bundle, cfg)
+    results = ex.results_table(base, pruned, bundle.name, prior)
+    assert list(results["params"]) == [0, base.params, pruned.params]
     speed = ex.fps_table(fps)
     ours = [c for c in speed.columns if c.endswith("(ours)")]
     published = [c for c in speed.columns if c.startswith("published")]
@@ -156,9 +157,30 @@ def test_lesson_03_end_to_end_at_the_smoke_profile():
     assert len(widths) == 21 and widths.loc[0, "published: kept"] == 14
     goals = ex.targets(base, pruned, fps)
     assert list(goals["target"][:2]) == ["parameters removed (%)", "D1-all rise on the test set (points)"]
+    spread = ex.image_dependence({"baseline": model, "pruned": pruned.model}, bundle, cfg)
+    assert list(spread["disparities"]) == ["ground truth", "baseline", "pruned"]
+    assert spread["spread across images (px)"].iloc[1] > 0  # a conv net's output moves with its input
     examples = ex.example_disparities({"baseline": model, "pruned": pruned.model}, bundle, cfg)
     assert list(examples["motorcycle"]) == ["input", "ground truth", "baseline", "pruned"]
     assert torch.isnan(examples["motorcycle"]["ground truth"]).any()
+
+
+def test_image_blind_prior_predicts_the_mean_training_disparity_everywhere():
+    cfg = profiles.resolve("smoke", threads=1)
+    bundle = ex.load(cfg)
+    prior = ex.image_blind(bundle, cfg)
+    mean = torch.stack([bundle.train[i][2] for i in range(len(bundle.train))]).mean(0)
+    for left in (bundle.test[0][0], torch.rand(3, cfg.depth_height, cfg.depth_width)):  # any image: the same map
+        assert torch.allclose(predict_disparity(prior.model, left[None])[0], mean, atol=1e-5)
+    assert prior.params == 0 and 0 < prior.scores["test"]["d1_all"] <= 100
+    assert ex.score_lines(prior).splitlines()[0].startswith("image-blind prior on test      : D1-all")
+    assert ex.score_lines(None, "none here") == "none here"
+    spread = ex.image_dependence({"prior": prior.model}, bundle, cfg).set_index("disparities")
+    assert spread.loc["prior", "spread across images (px)"] == 0  # blind: the same map for every image
+    assert spread.loc["ground truth", "spread across images (px)"] > 0
+    raw = TensorDataset(torch.rand(2, 3, 128, 128), torch.rand(2, 3, 128, 128))  # pairs without ground truth
+    assert ex.image_blind(data.DataBundle(name="raw", train=raw, test=raw, num_classes=0, image_size=128,
+                                          description=""), cfg) is None
 
 
 def test_kitti_data_missing_says_where_to_put_it(tmp_path):

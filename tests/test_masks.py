@@ -112,10 +112,43 @@ def test_sparsity_losses():
     # layer mean: (0.5 + 1 + 1 + 1) / 4; filter sum: 4 + 6 + 12 + 10
     assert masks.sparsity_loss(masked, "layer_mean").item() == pytest.approx(3.5 / 4)
     assert masks.sparsity_loss(masked, "filter_sum").item() == pytest.approx(32.0)
-    with pytest.raises(ValueError, match="valid choices: layer_mean, filter_sum"):
+    with pytest.raises(ValueError, match="valid choices: layer_mean, filter_sum, cost_sum"):
         masks.sparsity_loss(masked, "l2")
     with pytest.raises(ValueError, match="insert_masks"):
         masks.sparsity_loss(_small_vgg())
+
+
+def _two_convs() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3, 1, 1), nn.ELU(), nn.Conv2d(4, 8, 3, 2, 1), nn.ELU())
+
+
+def test_attach_costs_prices_filters_by_their_share_of_params_and_flops():
+    masked = masks.insert_masks(_two_convs())
+    prices = masks.attach_costs(masked, (1, 3, 8, 8))
+    # a filter of conv 0: 3*9+1 = 28 params at 8x8; of conv 2: 4*9+1 = 37 params at 4x4
+    total_p, total_f = 4 * 28 + 8 * 37, 4 * 28 * 64 + 8 * 37 * 16
+    assert prices["0"] == pytest.approx(0.5 * (28 / total_p + 28 * 64 / total_f))
+    assert prices["2"] == pytest.approx(0.5 * (37 / total_p + 37 * 16 / total_f))
+    assert 4 * prices["0"] + 8 * prices["2"] == pytest.approx(1.0)
+    assert masks.masks_of(masked)["0"].cost == prices["0"]
+
+
+def test_cost_sum_leaves_each_layers_strongest_filter_unpriced():
+    masked = masks.insert_masks(_two_convs())
+    with pytest.raises(ValueError, match="attach_costs"):
+        masks.sparsity_loss(masked, "cost_sum")
+    prices = masks.attach_costs(masked, (1, 3, 8, 8))
+    ms = masks.masks_of(masked)
+    with torch.no_grad():
+        ms["0"].logits[0, :, 0, 0] = torch.tensor([-1.0, 0.5, 2.0, -1.0])  # two open, filter 2 strongest
+    loss = masks.sparsity_loss(masked, "cost_sum")
+    assert loss.item() == pytest.approx(1 * prices["0"] + 7 * prices["2"])
+    loss.backward()
+    grad = ms["0"].logits.grad.flatten()
+    assert grad[2] == 0 and grad[1] > 0  # the strongest is free; the other open one is pushed down
+    with torch.no_grad():  # every gate closed: the strongest closed one is the one left unpriced
+        ms["0"].logits.fill_(-1.0)
+    assert masks.sparsity_loss(masked, "cost_sum").item() == pytest.approx(7 * prices["2"])
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -49,6 +49,7 @@ class ChannelMask(nn.Module):
         if channels < 1:
             raise ValueError(f"a mask needs at least one channel, got {channels}")
         self.layer = layer  # the convolution this mask switches channels of
+        self.cost: float | None = None  # one filter's share of the cost, set by attach_costs
         self.logits = nn.Parameter(torch.rand(1, channels, 1, 1, generator=generator) * init_high)
 
     @property
@@ -147,9 +148,68 @@ def sparsity_filter_sum(model: nn.Module) -> torch.Tensor:
     return torch.stack([m.binary().abs().sum() for m in masks_of(model).values()]).sum()
 
 
+@torch.no_grad()
+def attach_costs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, float]:
+    """Price one filter of every masked conv, for the ``cost_sum`` mask term, and return the prices.
+
+    A filter of conv ``l`` (``C_in`` inputs, ``k x k`` kernel, ``H x W`` output for
+    ``input_shape``) holds ``p_l = C_in k^2 + 1`` parameters and costs ``f_l = p_l H W``
+    multiply-adds. Its price is the mean of its shares of the masked convs' parameters and
+    FLOPs, ``(p_l / sum_j C_j p_j + f_l / sum_j C_j f_j) / 2``, so the prices of all filters
+    sum to 1. Counting FLOPs makes a filter at full resolution dear and one at 1/64 cheap,
+    which is what frames per second need; counting parameters keeps the deep, wide layers
+    worth pruning too (filter_sum prices every filter the same).
+    """
+    mask_list = masks_of(model)
+    if not mask_list:
+        raise ValueError("the model has no channel masks: call insert_masks(model) first")
+    modules = dict(model.named_modules())
+    sizes: dict[str, tuple[int, int]] = {}
+    hooks = [modules[layer].register_forward_hook(
+        lambda mod, args, out, layer=layer: sizes.__setitem__(layer, tuple(out.shape[-2:])))
+        for layer in mask_list]
+    was_training = model.training
+    try:
+        model.eval()(torch.zeros(input_shape, device=next(model.parameters()).device))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    per_filter = {}
+    for layer, mask in mask_list.items():
+        conv = modules[layer]
+        params = conv.weight[0].numel() + (1 if conv.bias is not None else 0)
+        per_filter[layer] = (params, params * sizes[layer][0] * sizes[layer][1], mask.channels)
+    total_p = sum(p * c for p, _, c in per_filter.values())
+    total_f = sum(f * c for _, f, c in per_filter.values())
+    for layer, (p, f, _) in per_filter.items():
+        mask_list[layer].cost = 0.5 * (p / total_p + f / total_f)
+    return {layer: m.cost for layer, m in mask_list.items()}
+
+
+def sparsity_cost_sum(model: nn.Module) -> torch.Tensor:
+    """Sum of |b| over all filters, each weighted by its price (:func:`attach_costs`): the
+    share of the masked convs' parameters and FLOPs still switched on.
+
+    Each layer's strongest filter (highest logit) is left unpriced: packing keeps one filter
+    per layer anyway, and a layer whose gates all close cuts the signal during training,
+    after which the network cannot learn its way back. Whether the last filter stays open
+    is left to the task loss."""
+    priced = masks_of(model).values()
+    if any(m.cost is None for m in priced):
+        raise ValueError("the cost_sum mask term needs each filter's price: call "
+                         "masks.attach_costs(model, input_shape) after insert_masks")
+    terms = []
+    for m in priced:
+        b = m.binary().abs().flatten()
+        terms.append(m.cost * (b.sum() - b[m.logits.detach().flatten().argmax()]))
+    return torch.stack(terms).sum()
+
+
 SPARSITY_LOSSES: dict[str, Callable[[nn.Module], torch.Tensor]] = {
     "layer_mean": sparsity_layer_mean,
     "filter_sum": sparsity_filter_sum,
+    "cost_sum": sparsity_cost_sum,
 }
 
 

@@ -71,6 +71,7 @@ class Config:
     signature_epochs: int = 3
     signature_train_limit: int | None = None
     signature_lr: float = 1e-3
+    signature_repeats: int = 2
     budget_params: int | None = None
     budget_params_fraction: float = 0.1
     budget_flops_fraction: float = 0.25
@@ -95,6 +96,7 @@ class Config:
     depth_prune_lambda: float = 0.01
     depth_mask_loss: str = "filter_sum"
     depth_mask_lr: float = 0.01
+    depth_prune_lr: float = 1e-4
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -167,6 +169,7 @@ SPECS: dict[str, _Spec] = {
     "signature_train_limit": _Spec(int, 1, 10**8, optional=True,
                                    help="random signatures train on the first N training images"),
     "signature_lr": _Spec(float, 1e-6, 10.0, help="Adam learning rate of the random signatures"),
+    "signature_repeats": _Spec(int, 0, 100, help="extra seeds one random signature is retrained with (noise)"),
     "budget_params": _Spec(int, 1, 10**10, optional=True,
                            help="parameter budget as a count (None: budget_params_fraction of the full model)"),
     "budget_params_fraction": _Spec(float, 1e-6, 1.0, help="parameter budget, fraction of the full model"),
@@ -184,15 +187,16 @@ SPECS: dict[str, _Spec] = {
     "depth_width": _Spec(int, 1, 8192, help="monodepth input width (128 must divide it)"),
     "depth_model_width": _Spec(float, 1 / 64, 4.0, help="channel width multiplier of monodepth"),
     "depth_epochs": _Spec(int, 0, 1000, help="training epochs of the monodepth baseline"),
-    "depth_lr": _Spec(float, 1e-7, 1.0, help="Adam learning rate of monodepth (and of its weights in pruning)"),
+    "depth_lr": _Spec(float, 1e-7, 1.0, help="Adam learning rate of the monodepth baseline"),
     "depth_batch_size": _Spec(int, 1, 4096),
     "depth_train_pairs": _Spec(int, 1, 10**7, optional=True,
                                help="stereo pairs to train on (synthetic: rendered; kitti: first N of the list)"),
     "depth_test_pairs": _Spec(int, 1, 10**6, optional=True, help="test pairs (synthetic: rendered; kitti: first N)"),
     "depth_prune_epochs": _Spec(int, 0, 1000, help="epochs of joint pruning of monodepth"),
     "depth_prune_lambda": _Spec(float, 0.0, 1000.0, help="weight of the mask term in monodepth's joint pruning"),
-    "depth_mask_loss": _Spec(str, choices=("layer_mean", "filter_sum"), help="monodepth's mask term by name"),
+    "depth_mask_loss": _Spec(str, choices=("layer_mean", "filter_sum", "cost_sum"), help="monodepth's mask term by name"),
     "depth_mask_lr": _Spec(float, 1e-7, 10.0, help="Adam learning rate of the mask logits in monodepth pruning"),
+    "depth_prune_lr": _Spec(float, 1e-7, 1.0, help="Adam learning rate of monodepth's weights in joint pruning"),
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -203,12 +207,13 @@ PROFILES: dict[str, dict[str, Any]] = {
         prune_epochs=2, prune_lambda=0.01, mask_loss="filter_sum", frontier_lambdas=(0.05,),
         student_width=1 / 16, student_epochs=1,
         bounds_batches=(1, 4), signature_count=3, signature_epochs=1, signature_train_limit=64, signature_lr=1e-3,
+        signature_repeats=1,
         budget_params=None, budget_params_fraction=0.3, budget_flops_fraction=0.3, budget_latency_fraction=0.95,
         latency_platform="torch-cpu-1t", latency_batch=1, latency_margin=0.925, constrained_epochs=2,
         constrained_lr=1e-3, constrained_lambda=1.0,
         depth_data="synthetic", depth_height=128, depth_width=128, depth_model_width=1 / 32, depth_epochs=1,
         depth_lr=1e-3, depth_batch_size=4, depth_train_pairs=8, depth_test_pairs=4, depth_prune_epochs=1,
-        depth_prune_lambda=0.01, depth_mask_loss="filter_sum", depth_mask_lr=0.01,
+        depth_prune_lambda=0.01, depth_mask_loss="filter_sum", depth_mask_lr=0.01, depth_prune_lr=1e-3,
     ),
     "tutorial": dict(
         dataset="digits_m", arch="vgg19", width=0.25, epochs=10, batch_size=64, lr=0.05,
@@ -216,13 +221,15 @@ PROFILES: dict[str, dict[str, Any]] = {
         mask_epochs=4, mask_lambda=1.0, mask_lr=0.01, mask_weight_lr=0.01,
         prune_epochs=10, prune_lambda=0.012, mask_loss="filter_sum", frontier_lambdas=(0.005, 0.07),
         student_width=0.125, student_epochs=6,
-        bounds_batches=(1, 16, 64), signature_count=8, signature_epochs=1, signature_train_limit=2500,
-        signature_lr=1e-3, budget_params=None, budget_params_fraction=0.1, budget_flops_fraction=0.25,
-        budget_latency_fraction=0.5, latency_platform="torch-cpu-1t", latency_batch=1, latency_margin=0.925,
-        constrained_epochs=6, constrained_lr=1e-3, constrained_lambda=1.0,
+        bounds_batches=(1, 16, 64), signature_count=8, signature_epochs=3, signature_train_limit=None,
+        signature_lr=1e-3, signature_repeats=2, budget_params=None, budget_params_fraction=0.1,
+        budget_flops_fraction=0.25, budget_latency_fraction=0.5, latency_platform="torch-cpu-1t", latency_batch=1,
+        latency_margin=0.925,        constrained_epochs=6, constrained_lr=1e-3, constrained_lambda=1.0,
         depth_data="synthetic", depth_height=128, depth_width=256, depth_model_width=1 / 8, depth_epochs=16,
-        depth_lr=1e-3, depth_batch_size=4, depth_train_pairs=256, depth_test_pairs=32, depth_prune_epochs=4,
-        depth_prune_lambda=1e-4, depth_mask_loss="filter_sum", depth_mask_lr=0.01,
+        depth_lr=1e-3, depth_batch_size=4, depth_train_pairs=256, depth_test_pairs=32, depth_prune_epochs=6,
+        # priced mask term (FLOPs count: frames per second live at full resolution); weights at the
+        # baseline's final rate, so the first epochs' closures do not throw it off its solution
+        depth_prune_lambda=0.3, depth_mask_loss="cost_sum", depth_mask_lr=0.01, depth_prune_lr=2.5e-4,
     ),
     "paper": dict(
         dataset="cifar100", arch="vgg19", width=1.0, epochs=164, batch_size=256, lr=0.1,
@@ -232,13 +239,14 @@ PROFILES: dict[str, dict[str, Any]] = {
         frontier_lambdas=(0.5, 2.0), student_width=1.0, student_epochs=240,
         # adaptive constrained pruning as published: 2,004,846 parameters, Adam 1e-4; bounds over batch 1..256
         bounds_batches=(1, 2, 4, 8, 16, 32, 64, 128, 256), signature_count=20, signature_epochs=10,
-        signature_train_limit=None, signature_lr=1e-3, budget_params=2004846, budget_params_fraction=0.1,
-        budget_flops_fraction=0.25, budget_latency_fraction=0.5, latency_platform="torch-cpu-1t", latency_batch=1,
-        latency_margin=0.925, constrained_epochs=100, constrained_lr=1e-4, constrained_lambda=1.0,
+        signature_train_limit=None, signature_lr=1e-3, signature_repeats=2, budget_params=2004846,
+        budget_params_fraction=0.1, budget_flops_fraction=0.25, budget_latency_fraction=0.5,
+        latency_platform="torch-cpu-1t", latency_batch=1, latency_margin=0.925, constrained_epochs=100,
+        constrained_lr=1e-4, constrained_lambda=1.0,
         # monodepth's published recipe: KITTI, 256x512, Adam 1e-4 (halved at 3/5 and 4/5), batch 8, 50 epochs
         depth_data="kitti", depth_height=256, depth_width=512, depth_model_width=1.0, depth_epochs=50,
         depth_lr=1e-4, depth_batch_size=8, depth_train_pairs=None, depth_test_pairs=None, depth_prune_epochs=50,
-        depth_prune_lambda=0.01, depth_mask_loss="filter_sum", depth_mask_lr=0.01,
+        depth_prune_lambda=0.01, depth_mask_loss="filter_sum", depth_mask_lr=0.01, depth_prune_lr=1e-4,
     ),
 }
 
@@ -254,7 +262,8 @@ DEPTH_FIELDS = (
     "depth_data", "depth_height", "depth_width", "depth_model_width", "depth_epochs", "depth_lr",
     "depth_batch_size", "depth_train_pairs", "depth_test_pairs", "seed", "threads", "max_steps",
 )
-DEPTH_PRUNE_FIELDS = DEPTH_FIELDS + ("depth_prune_epochs", "depth_prune_lambda", "depth_mask_loss", "depth_mask_lr")
+DEPTH_PRUNE_FIELDS = DEPTH_FIELDS + ("depth_prune_epochs", "depth_prune_lambda", "depth_mask_loss", "depth_mask_lr",
+                                      "depth_prune_lr")
 # Lesson 04's constrained runs (budgets, the loop's settings, and the mask term they share with lesson 02).
 CONSTRAINT_FIELDS = BASELINE_FIELDS + (
     "budget_params", "budget_params_fraction", "budget_flops_fraction", "budget_latency_fraction",

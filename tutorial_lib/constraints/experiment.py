@@ -154,6 +154,14 @@ def plot_bounds(lat: pd.DataFrame, per_layer: pd.DataFrame, platform: str, title
 
 
 # -- 3. random signatures ---------------------------------------------------------------------
+def _signature_setting(bundle: data.DataBundle, cfg):
+    """The signatures of the study, and the config and data they train on."""
+    sigs = signatures.sample(cfg.signature_count, cfg.arch, cfg.width, mode="uniform", seed=cfg.seed)
+    scfg = cfg.replace(train_limit=cfg.signature_train_limit or cfg.train_limit)
+    sbundle = data.load(scfg) if scfg.train_limit != cfg.train_limit else bundle
+    return sigs, scfg, sbundle
+
+
 def signature_study(bundle: data.DataBundle, cfg, table: latency_table.LatencyTable, platform_names,
                     min_run_time: float = 0.2) -> pd.DataFrame:
     """``cfg.signature_count`` random prunings of the profile's VGG (each conv keeps a uniform
@@ -161,9 +169,7 @@ def signature_study(bundle: data.DataBundle, cfg, table: latency_table.LatencyTa
     ``cfg.signature_lr``, constant, on the first ``cfg.signature_train_limit`` images);
     measured on every platform at ``cfg.latency_batch`` and estimated by ``table`` on
     ``cfg.latency_platform``. One row per signature."""
-    sigs = signatures.sample(cfg.signature_count, cfg.arch, cfg.width, mode="uniform", seed=cfg.seed)
-    scfg = cfg.replace(train_limit=cfg.signature_train_limit or cfg.train_limit)
-    sbundle = data.load(scfg) if scfg.train_limit != cfg.train_limit else bundle
+    sigs, scfg, sbundle = _signature_setting(bundle, cfg)
     df = signatures.evaluate_signatures(sigs, sbundle, scfg, epochs=cfg.signature_epochs,
                                         platform_names=list(platform_names), batch=cfg.latency_batch,
                                         latency="measure", min_run_time=min_run_time, optimizer="adam",
@@ -175,6 +181,32 @@ def signature_study(bundle: data.DataBundle, cfg, table: latency_table.LatencyTa
     df[f"error_pct[{p}]"] = 100 * (df[f"estimate_ms[{p}]"] - df[f"latency_ms[{p}]"]) / df[f"latency_ms[{p}]"]
     df["accuracy"] = df["accuracy"].round(1)
     return df
+
+
+def signature_noise(bundle: data.DataBundle, cfg) -> pd.DataFrame:
+    """The study's first signature trained as in :func:`signature_study` with its own seed and
+    ``cfg.signature_repeats`` more (``seed + 1000 k``): the accuracy that chance alone moves."""
+    sigs, scfg, sbundle = _signature_setting(bundle, cfg)
+    if not sigs:
+        return pd.DataFrame(columns=["signature", "seed", "accuracy"])
+    seeds = [cfg.seed + 1000 * k for k in range(cfg.signature_repeats + 1)]
+    out = signatures.seed_spread(sigs[0], sbundle, scfg, seeds, epochs=cfg.signature_epochs, optimizer="adam",
+                                 lr=cfg.signature_lr)
+    out["accuracy"] = out["accuracy"].round(1)
+    return out
+
+
+def equal_cost_findings(df: pd.DataFrame, noise: pd.DataFrame, tolerance: float = 0.2) -> pd.DataFrame:
+    """The seed's first finding, tested: for parameters and FLOPs, the largest accuracy gap
+    between two signatures within ``tolerance`` of each other's cost (:func:`similar_cost_pairs`),
+    beside the seed-to-seed range of one signature (:func:`signature_noise`). The finding is
+    visible where the gap exceeds that range; else the data do not show it."""
+    pairs = similar_cost_pairs(df, tolerance=tolerance)
+    spread = float(noise["accuracy"].max() - noise["accuracy"].min()) if len(noise) > 1 else float("nan")
+    pairs["seed range"] = round(spread, 3)
+    pairs["gap beyond seed noise"] = [bool(pd.notna(g) and pd.notna(spread) and g > spread)
+                                      for g in pairs["difference"]]
+    return pairs
 
 
 def signature_columns(df: pd.DataFrame) -> tuple[list[str], list[str]]:

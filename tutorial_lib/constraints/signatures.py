@@ -5,7 +5,9 @@ widely in accuracy, and FLOPs say little about latency. :func:`sample` draws sig
 a channel pruning could leave (every convolution keeps between 1 and all of its
 channels; pooling stays), :func:`evaluate_signatures` trains each from scratch for a
 short budget and records its parameters, FLOPs, latency on each platform and accuracy,
-and :func:`rank_correlations` gives Spearman correlations between those columns.
+:func:`seed_spread` retrains one signature with other seeds (the noise any gap between
+signatures must beat), and :func:`rank_correlations` gives Spearman correlations between
+those columns.
 """
 
 from __future__ import annotations
@@ -107,6 +109,19 @@ def evaluate_signatures(
         row["train_seconds"] = float(history["epoch_seconds"].sum()) if len(history) else 0.0
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def seed_spread(signature: Sequence, bundle: data.DataBundle, cfg, seeds: Sequence[int], *,
+                epochs: int | None = None, optimizer: str = "sgd", lr: float | None = None) -> pd.DataFrame:
+    """One signature trained from scratch once per seed (initial weights and batch order):
+    ``signature``, ``seed``, ``accuracy``. How far accuracy moves by chance alone is the
+    yardstick for the accuracy gaps between signatures of equal cost."""
+    rows = []
+    for s in seeds:
+        out = evaluate_signatures([signature], bundle, cfg.replace(seed=int(s)), epochs=epochs, latency="none",
+                                  optimizer=optimizer, lr=lr)
+        rows.append({"signature": out["signature"].iloc[0], "seed": int(s), "accuracy": out["accuracy"].iloc[0]})
+    return pd.DataFrame(rows, columns=["signature", "seed", "accuracy"])
 
 
 def rank_correlations(table: pd.DataFrame) -> pd.DataFrame:

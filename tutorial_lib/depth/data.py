@@ -1,10 +1,10 @@
 """Stereo pairs for monodepth: synthetic scenes, the Middlebury motorcycle, and KITTI.
 
-* :func:`synthetic_stereo` (tutorial profile, no download): scenes of fronto-parallel
-  surfaces (a background plane and a few rectangles and ellipses in front of it), textured
-  with patches of real photographs shipped in scikit-image, rendered far to near into a
-  left and a right view. Every surface has an integer disparity, so the ground truth is
-  exact: ``left[y, x] == right[y, x - d]`` wherever the point is visible in both views.
+* :func:`synthetic_stereo` (tutorial profile, no download): road scenes (a far backdrop,
+  a ground plane, upright objects standing on it), textured with patches of real
+  photographs shipped in scikit-image, rendered far to near into a left and a right view.
+  Every surface point has an integer disparity, so the ground truth is exact:
+  ``left[y, x] == right[y, x - d]`` wherever the point is visible in both views.
 * :func:`motorcycle`: the Middlebury 2014 *Motorcycle* pair that scikit-image ships, with
   its ground-truth disparity (unknown pixels masked out).
 * :class:`KittiStereo` (paper profile): KITTI raw pairs from a monodepth file list;
@@ -82,41 +82,72 @@ def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     return np.clip((mean + rng.uniform(0.7, 1.5) * (patch - mean)) * tint, 0, 1).astype(np.float32)
 
 
-def _shape_mask(rng: np.random.Generator, height: int, width: int):
-    """A random rectangle or ellipse as a function ``(ys, xs) -> bool`` in left-view pixels."""
-    h, w = rng.uniform(0.2, 0.6) * height, rng.uniform(0.1, 0.4) * width
-    cy, cx = rng.uniform(0, height), rng.uniform(0, width)
+HORIZONS = (0.25, 0.5)  # range of the horizon's row, as a share of the image height (camera pitch varies)
+
+
+def ground_disparity(height: int, max_disp: int, horizon: float = 0.375) -> np.ndarray:
+    """Integer disparity per image row of a flat ground: 1 px (far) at and above the horizon
+    (at ``horizon x height``), growing linearly to ``max_disp`` at the bottom row.
+
+    A point of the ground plane at row ``y`` below the horizon ``y0`` has depth proportional to
+    ``1 / (y - y0)``, so its disparity is proportional to ``y - y0``: once the horizon is found
+    in the image, the row says how far the ground is. This is the monocular cue that lets one
+    image predict disparity.
+    """
+    y0 = horizon * height
+    rows = np.arange(height) + 0.5
+    return np.clip(np.round(max_disp * (rows - y0) / (height - y0)), 1, max_disp).astype(int)
+
+
+def _object_mask(rng: np.random.Generator, bottom: int, d: int, width: int):
+    """A rectangle or ellipse standing on the ground at row ``bottom`` with disparity ``d``:
+    its size in pixels grows with ``d`` (nearer objects look bigger), a function
+    ``(ys, xs) -> bool`` in left-view pixels."""
+    h, w = d * rng.uniform(1.2, 3.0), d * rng.uniform(1.0, 4.0)
+    cx = rng.uniform(0, width)
     if rng.random() < 0.5:
-        return lambda ys, xs: (np.abs(ys - cy) <= h / 2) & (np.abs(xs - cx) <= w / 2)
+        return lambda ys, xs: (ys <= bottom) & (ys > bottom - h) & (np.abs(xs - cx) <= w / 2)
+    cy = bottom + 0.5 - h / 2
     return lambda ys, xs: ((ys - cy) / (h / 2)) ** 2 + ((xs - cx) / (w / 2)) ** 2 <= 1
 
 
 def render_scene(rng: np.random.Generator, height: int, width: int, max_disp: int,
-                 surfaces: tuple[int, int] = (2, 5)) -> tuple[np.ndarray, ...]:
-    """One synthetic pair: ``(left, right, disp_left, disp_right)``, images (3, H, W) in
+                 objects: tuple[int, int] = (2, 5)) -> tuple[np.ndarray, ...]:
+    """One synthetic road scene: ``(left, right, disp_left, disp_right)``, images (3, H, W) in
     [0, 1] and integer pixel disparities (H, W).
 
-    A background plane and ``surfaces`` (min, max) shapes in front, each with its own
-    texture and a distinct integer disparity, painted far to near. A surface point at left
-    column ``x`` is at ``x - d`` in the right view: the texture is indexed by the left column,
-    so the right view at ``xr`` shows texture column ``xr + d``.
+    A far backdrop above the horizon (1 px; the horizon's row is drawn from ``HORIZONS``, so
+    the image must be read to find it), a ground plane below it whose disparity grows row by
+    row (:func:`ground_disparity`), and ``objects`` (min, max) upright rectangles and
+    ellipses standing on the ground: each takes the ground's disparity at its bottom row and
+    a size that grows with it. Every surface has its own photo texture; they are painted far
+    to near. As on KITTI, one image carries the cues (where a thing touches the ground, how
+    big it looks), and the pair carries the geometry. A point at left column ``x`` is at
+    ``x - d`` in the right view: the texture is indexed by the left column, so the right view
+    at ``xr`` shows texture column ``xr + d``.
     """
-    bg_max = max(1, max_disp // 4)
-    near = np.arange(bg_max + 1, max_disp + 1)  # foreground disparities, distinct per surface
-    k = min(int(rng.integers(surfaces[0], surfaces[1] + 1)), len(near))
-    disps = [int(rng.integers(0, bg_max + 1))] + sorted(int(d) for d in rng.choice(near, size=k, replace=False))
+    ground = ground_disparity(height, max_disp, rng.uniform(*HORIZONS))
+    first_row = int(np.argmax(ground > 1))  # objects stand below the horizon
+    k = int(rng.integers(objects[0], objects[1] + 1))
+    bottoms = rng.integers(first_row + 1, height, size=k)
+    layers = [(None, None)] + sorted(((int(ground[b]), int(b)) for b in bottoms))  # far to near
     ys, xs = np.mgrid[0:height, 0:width]
     left = np.zeros((3, height, width), np.float32)
     right = np.zeros_like(left)
     disp_l = np.zeros((height, width), np.float32)
     disp_r = np.zeros_like(disp_l)
-    for i, d in enumerate(disps):  # far (small d) to near (large d)
+    for i, (d, bottom) in enumerate(layers):
+        if i == 0:  # backdrop above the horizon and ground below: one texture each, disparity per row
+            sky, road = _texture(rng, height, width + max_disp), _texture(rng, height, width + max_disp)
+            tex = np.where((ground > 1)[None, :, None], road, sky)
+            d_rows = ground[:, None]
+            left[:] = tex[:, :, :width]
+            right[:] = np.take_along_axis(tex, np.broadcast_to(xs + d_rows, (3, height, width)), axis=2)
+            disp_l[:], disp_r[:] = np.broadcast_to(d_rows, (height, width)), np.broadcast_to(d_rows, (height, width))
+            continue
         tex = _texture(rng, height, width + max_disp)
-        if i == 0:
-            m_l = m_r = np.ones((height, width), bool)
-        else:
-            shape = _shape_mask(rng, height, width)
-            m_l, m_r = shape(ys, xs), shape(ys, xs + d)
+        shape = _object_mask(rng, bottom, d, width)
+        m_l, m_r = shape(ys, xs), shape(ys, xs + d)
         left[:, m_l] = tex[:, :, :width][:, m_l]
         right[:, m_r] = tex[:, :, d:d + width][:, m_r]
         disp_l[m_l], disp_r[m_r] = d, d
@@ -128,7 +159,7 @@ def synthetic_stereo(n: int, height: int = 128, width: int = 256, seed: int = 0,
     """``n`` synthetic pairs: ``(left, right, disp_left_px)`` as float tensors (N, 3, H, W),
     (N, 3, H, W), (N, 1, H, W); with ``with_right_disp`` also the right view's disparity.
 
-    Disparities are integers from 0 to ``max_disp`` (default 15% of the width). The same
+    Disparities are integers from 1 to ``max_disp`` (default 15% of the width). The same
     ``seed`` gives the same scenes. See :func:`render_scene`.
     """
     max_disp = max(2, int(round(0.15 * width))) if max_disp is None else int(max_disp)

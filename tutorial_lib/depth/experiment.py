@@ -6,6 +6,7 @@
   the published code does), trained once per profile and cached;
 * :func:`prune`: masks on the 21 prunable convs, weights and masks trained together on the
   stereo loss + lambda x mask term (one stage), then :func:`~tutorial_lib.pruning.pack.pack`;
+* :func:`image_blind`: the per-pixel mean training disparity, the floor a network must beat;
 * :func:`evaluate`, :func:`frames_per_second`: errors on the test set and on the Middlebury
   motorcycle pair, parameters, FLOPs, and batch-1 frames per second on every platform here;
 * the tables (ours beside the published figures, which keep columns of their own) and the
@@ -23,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from tutorial_lib import cache, data, masks, metrics, profiles, repro, tables, train
+from tutorial_lib.constraints import platforms
 from tutorial_lib.depth import data as ddata
 from tutorial_lib.depth.task import METRICS, StereoDepth, predict_disparity
 from tutorial_lib.models.monodepth import MonoDepth, prunable_convs
@@ -71,7 +73,7 @@ def load(cfg) -> data.DataBundle:
         train_set = ddata.synthetic_dataset(n_train, h, w, seed=cfg.seed)
         test_set = ddata.synthetic_dataset(n_test, h, w, seed=cfg.seed + TEST_SEED_OFFSET)
         description = (f"synthetic stereo: {n_train} training and {n_test} test scenes, {h}x{w}, "
-                       f"exact integer disparities 0-{round(0.15 * w)} px")
+                       f"exact integer disparities 1-{round(0.15 * w)} px")
         name = "synthetic stereo"
     elif cfg.depth_data == "kitti":
         root = ddata.kitti_root(cfg.data_root)
@@ -149,6 +151,15 @@ def evaluate(model: nn.Module, bundle: data.DataBundle, cfg) -> dict[str, dict[s
             "motorcycle": STEREO.evaluate(model, motorcycle_loader(cfg), cfg.device)}
 
 
+def score_lines(result: Result | None, empty: str = "not measured") -> str:
+    """One line per test set of ``result``: D1-all, Abs Rel, RMSE and d<1.25 (``empty`` for None)."""
+    if result is None:
+        return empty
+    return "\n".join(f"{result.name} on {where:10s}: D1-all {s['d1_all']:6.2f}%, Abs Rel {s['abs_rel']:.3f}, "
+                     f"RMSE {s['rmse']:.2f} m, d<1.25 {s['a1']:.3f} ({s['images']} images)"
+                     for where, s in result.scores.items())
+
+
 def measure(name: str, model: nn.Module, bundle: data.DataBundle, cfg, history=None, **extra) -> Result:
     """Parameters, FLOPs of one ``depth_height x depth_width`` image, and :func:`evaluate`."""
     model = model.to(cfg.device)
@@ -156,11 +167,62 @@ def measure(name: str, model: nn.Module, bundle: data.DataBundle, cfg, history=N
                   evaluate(model, bundle, cfg), history, extra)
 
 
+class ImageBlindPrior(nn.Module):
+    """Predicts the same disparity map whatever the image: the per-pixel mean of the training
+    disparities. What position alone gives, the floor a network must beat to show it reads
+    the image. ``forward`` returns monodepth's output layout (its finest scale only)."""
+
+    def __init__(self, mean_px: torch.Tensor):
+        super().__init__()
+        self.register_buffer("disp", mean_px / mean_px.shape[-1])  # (1, 1, H, W), fraction of the width
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+        return (self.disp.expand(len(x), 2, *self.disp.shape[-2:]),)
+
+
+def image_blind(bundle: data.DataBundle, cfg) -> Result | None:
+    """:class:`ImageBlindPrior` fitted on the training pairs' ground truth (which the networks
+    never see), measured like the networks: no parameters, no FLOPs. ``None`` where the
+    training pairs carry no ground truth (KITTI raw)."""
+    if len(bundle.train[0]) < 3:
+        return None
+    total, n = None, 0
+    for batch in DataLoader(bundle.train, batch_size=64):
+        gt = batch[2].float()
+        total = gt.sum(0, keepdim=True) if total is None else total + gt.sum(0, keepdim=True)
+        n += len(gt)
+    prior = ImageBlindPrior(total / n).to(cfg.device)
+    return Result("image-blind prior", prior, 0, 0, evaluate(prior, bundle, cfg))
+
+
+@torch.no_grad()
+def image_dependence(models: dict[str, nn.Module], bundle: data.DataBundle, cfg, n: int = 16) -> pd.DataFrame:
+    """How much each model's disparity changes from one test image to the next: the mean over
+    pixels of the absolute deviation from the per-pixel mean over ``n`` test images, in
+    pixels, beside the same spread of the ground truth. A model that ignores its input (one
+    that has learned only where things usually are) has a spread near 0, however good its
+    D1-all."""
+    images = [bundle.test[i] for i in range(min(n, len(bundle.test)))]
+    left = torch.stack([item[0] for item in images]).to(cfg.device)
+    rows = []
+    if all(len(item) > 2 and item[2].shape == images[0][2].shape for item in images):
+        gt = torch.stack([item[2] for item in images]).float()
+        rows.append({"disparities": "ground truth", "spread across images (px)": _spread(gt)})
+    for name, model in models.items():
+        rows.append({"disparities": name, "spread across images (px)": _spread(predict_disparity(model, left).cpu())})
+    out = pd.DataFrame(rows)
+    out["spread across images (px)"] = out["spread across images (px)"].round(2)
+    return out
+
+
+def _spread(disp: torch.Tensor) -> float:
+    return float((disp - disp.mean(0, keepdim=True)).abs().mean())
+
+
 def pruning_optimizer(masked: nn.Module, cfg) -> torch.optim.Optimizer:
-    """Adam on the weights (``depth_lr``, as the baseline was trained) and on the mask logits
-    (``depth_mask_lr``)."""
+    """Adam on the weights (``depth_prune_lr``) and on the mask logits (``depth_mask_lr``)."""
     return torch.optim.Adam([
-        {"params": masks.weight_parameters(masked), "lr": cfg.depth_lr},
+        {"params": masks.weight_parameters(masked), "lr": cfg.depth_prune_lr},
         {"params": masks.mask_parameters(masked), "lr": cfg.depth_mask_lr},
     ])
 
@@ -176,9 +238,10 @@ def prune(baseline_model: nn.Module, bundle: data.DataBundle, cfg, lam: float | 
     if lam is not None and lam != cfg.depth_prune_lambda:
         cfg = cfg.replace(depth_prune_lambda=lam)
     masked = masks.insert_masks(copy.deepcopy(baseline_model).cpu(), seed=cfg.seed)  # the 21 prunable convs
+    masks.attach_costs(masked, input_shape(cfg))  # each filter's price, for the cost_sum mask term
     history = joint.train_joint(
         masked, bundle, depth_cfg(cfg), epochs=cfg.depth_prune_epochs, lam=cfg.depth_prune_lambda,
-        weight_lr=cfg.depth_lr, mask_loss=cfg.depth_mask_loss, task=STEREO, desc="prune",
+        weight_lr=cfg.depth_prune_lr, mask_loss=cfg.depth_mask_loss, task=STEREO, desc="prune",
         optimizer=pruning_optimizer(masked, cfg),
     )
     packed = pack(masked).to(cfg.device)
@@ -210,28 +273,14 @@ def pruned_model(baseline_model: nn.Module, bundle: data.DataBundle, cfg) -> nn.
                              lambda: prune(baseline_model, bundle, cfg).model)
 
 
-def platforms(cfg) -> list[tuple[str, int]]:
-    """(device, threads) for every platform this machine has: the CPU with 1 thread and with
-    all the profile's threads, and CUDA when present."""
-    out = [("cpu", 1)]
-    threads = repro.resolve_threads(cfg.threads)
-    if threads > 1:
-        out.append(("cpu", threads))
-    if torch.cuda.is_available():
-        out.append(("cuda", threads))
-    return out
-
-
 def frames_per_second(models: dict[str, nn.Module], cfg, min_run_time: float = 0.5) -> pd.DataFrame:
-    """Batch-1 frames per second (1000 / median latency in ms) of each model on each platform at
-    ``depth_height x depth_width``: rows = model, columns = platform name."""
+    """Batch-1 frames per second (1000 / median latency in ms) of each model on every platform
+    this machine has (``constraints.platforms``: the CPU with one thread and with all of them,
+    CUDA when present) at ``depth_height x depth_width``: rows = model, columns = platform."""
     rows: dict[str, dict[str, float]] = {}
     for name, model in models.items():
-        rows[name] = {}
-        for device, threads in platforms(cfg):
-            lat = metrics.measure_latency(copy.deepcopy(model), input_shape(cfg), threads=threads,
-                                          min_run_time=min_run_time, device=device)
-            rows[name][lat.platform] = 1000.0 / lat.median_ms
+        rows[name] = {p: 1000.0 / platforms.measure(model, p, input_shape(cfg), min_run_time).median_ms
+                      for p in platforms.available()}
     torch.set_num_threads(repro.resolve_threads(cfg.threads))
     return pd.DataFrame.from_dict(rows, orient="index")
 
@@ -246,11 +295,13 @@ def _published(table: str, row: str, metric: str):
         return ""
 
 
-def results_table(base: Result, pruned: Result, dataset: str) -> pd.DataFrame:
+def results_table(base: Result, pruned: Result, dataset: str, prior: Result | None = None) -> pd.DataFrame:
     """Baseline versus pruned, measured here: size, FLOPs, errors on the test set and on the
-    motorcycle pair. The published KITTI figures are in :func:`kitti_table`."""
+    motorcycle pair; with ``prior`` (:func:`image_blind`) a first row that shows what position
+    alone scores. The published KITTI figures are in :func:`kitti_table`."""
     rows = []
-    for label, r in (("baseline", base), ("pruned (joint, packed)", pruned)):
+    named = (("image-blind prior (mean training disparity per pixel)", prior),) if prior is not None else ()
+    for label, r in (*named, ("baseline", base), ("pruned (joint, packed)", pruned)):
         t, m = r.scores["test"], r.scores["motorcycle"]
         rows.append({
             "model": label, "params": r.params, "params change %": round(100 * (r.params / base.params - 1), 1),
@@ -353,5 +404,7 @@ def example_disparities(models: dict[str, nn.Module], bundle: data.DataBundle, c
     return out
 
 
-__all__ = ["load", "baseline", "prune", "pruned_model", "evaluate", "measure", "frames_per_second", "results_table",
+__all__ = ["load", "baseline", "image_blind", "image_dependence", "prune", "pruned_model", "evaluate", "measure", "score_lines",
+           "frames_per_second",
+           "results_table",
            "fps_table", "kitti_table", "widths_table", "targets", "example_disparities", "METRICS", "Result"]
