@@ -192,9 +192,8 @@ def sparsity_cost_sum(model: nn.Module) -> torch.Tensor:
     share of the masked convs' parameters and FLOPs still switched on.
 
     Each layer's strongest filter (highest logit) is left unpriced: packing keeps one filter
-    per layer anyway, and a layer whose gates all close cuts the signal during training,
-    after which the network cannot learn its way back. Whether the last filter stays open
-    is left to the task loss."""
+    per layer anyway, and a layer whose gates all close cuts the signal during training.
+    Whether the last filter stays open is left to the task loss."""
     priced = masks_of(model).values()
     if any(m.cost is None for m in priced):
         raise ValueError("the cost_sum mask term needs each filter's price: call "
