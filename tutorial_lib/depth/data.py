@@ -83,6 +83,7 @@ def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
 
 
 HORIZONS = (0.25, 0.5)  # range of the horizon's row, as a share of the image height (camera pitch varies)
+HAZE = 0.55  # the backdrop's brightness floor: far things look bright and low in contrast
 
 
 def ground_disparity(height: int, max_disp: int, horizon: float = 0.375) -> np.ndarray:
@@ -116,15 +117,16 @@ def render_scene(rng: np.random.Generator, height: int, width: int, max_disp: in
     """One synthetic road scene: ``(left, right, disp_left, disp_right)``, images (3, H, W) in
     [0, 1] and integer pixel disparities (H, W).
 
-    A far backdrop above the horizon (1 px; the horizon's row is drawn from ``HORIZONS``, so
-    the image must be read to find it), a ground plane below it whose disparity grows row by
-    row (:func:`ground_disparity`), and ``objects`` (min, max) upright rectangles and
-    ellipses standing on the ground: each takes the ground's disparity at its bottom row and
-    a size that grows with it. Every surface has its own photo texture; they are painted far
-    to near. As on KITTI, one image carries the cues (where a thing touches the ground, how
-    big it looks), and the pair carries the geometry. A point at left column ``x`` is at
-    ``x - d`` in the right view: the texture is indexed by the left column, so the right view
-    at ``xr`` shows texture column ``xr + d``.
+    A far backdrop above the horizon (1 px; bright and faint, as haze makes distant things;
+    the horizon's row is drawn from ``HORIZONS``, so the image must be read to find it), a
+    ground plane below it whose disparity grows row by row (:func:`ground_disparity`), and
+    ``objects`` (min, max) upright rectangles and ellipses standing on the ground: each takes
+    the ground's disparity at its bottom row and a size that grows with it. Every surface has
+    its own photo texture; they are painted far to near. As on KITTI, one image carries the
+    cues (where the sky ends, where a thing touches the ground, how big it looks), and the
+    pair carries the geometry. A point at left column ``x`` is at ``x - d`` in the right view:
+    the texture is indexed by the left column, so the right view at ``xr`` shows texture
+    column ``xr + d``.
     """
     ground = ground_disparity(height, max_disp, rng.uniform(*HORIZONS))
     first_row = int(np.argmax(ground > 1))  # objects stand below the horizon
@@ -139,6 +141,7 @@ def render_scene(rng: np.random.Generator, height: int, width: int, max_disp: in
     for i, (d, bottom) in enumerate(layers):
         if i == 0:  # backdrop above the horizon and ground below: one texture each, disparity per row
             sky, road = _texture(rng, height, width + max_disp), _texture(rng, height, width + max_disp)
+            sky = HAZE + (1 - HAZE) * sky  # aerial perspective: the far backdrop is bright and faint
             tex = np.where((ground > 1)[None, :, None], road, sky)
             d_rows = ground[:, None]
             left[:] = tex[:, :, :width]
