@@ -14,6 +14,9 @@ def test_published_figures_come_from_the_data_file():
     assert "seed" in tables.published_source("vgg19_cifar100", "VGG19-BN baseline", "top1")
     with pytest.raises(KeyError, match="rows:"):
         tables.published_value("vgg19_cifar100", "ResNet", "top1")
+    assert tables.published_or_blank("vgg19_cifar100", "VGG19-BN baseline", "top1") == 73.11
+    assert tables.published_or_blank("vgg19_cifar100", "ResNet", "top1") == ""  # a blank cell, not an error
+    assert tables.published_or_blank("vgg19_cifar100", None, "top1") == ""
 
 
 @pytest.mark.parametrize("value, text", [(20086692, "20,086,692"), (20086692.0, "20,086,692"), (93.1, "93.1"),

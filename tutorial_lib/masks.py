@@ -18,6 +18,7 @@ import torch
 from torch import fx, nn
 
 from tutorial_lib import graph, metrics
+from tutorial_lib.distill.taps import Taps
 
 
 class StraightThroughStep(torch.autograd.Function):
@@ -164,22 +165,17 @@ def attach_costs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, fl
     if not mask_list:
         raise ValueError("the model has no channel masks: call insert_masks(model) first")
     modules = dict(model.named_modules())
-    sizes: dict[str, tuple[int, int]] = {}
-    hooks = [modules[layer].register_forward_hook(
-        lambda mod, args, out, layer=layer: sizes.__setitem__(layer, tuple(out.shape[-2:])))
-        for layer in mask_list]
     was_training = model.training
     try:
-        model.eval()(torch.zeros(input_shape, device=next(model.parameters()).device))
+        with Taps(model, list(mask_list)) as taps:
+            model.eval()(torch.zeros(input_shape, device=next(model.parameters()).device))
     finally:
         model.train(was_training)
-        for h in hooks:
-            h.remove()
     per_filter = {}
     for layer, mask in mask_list.items():
         conv = modules[layer]
         params = conv.weight[0].numel() + (1 if conv.bias is not None else 0)
-        per_filter[layer] = (params, params * sizes[layer][0] * sizes[layer][1], mask.channels)
+        per_filter[layer] = (params, params * taps[layer].shape[-2:].numel(), mask.channels)
     total_p = sum(p * c for p, _, c in per_filter.values())
     total_f = sum(f * c for _, f, c in per_filter.values())
     for layer, (p, f, _) in per_filter.items():

@@ -194,7 +194,8 @@ SPECS: dict[str, _Spec] = {
     "depth_test_pairs": _Spec(int, 1, 10**6, optional=True, help="test pairs (synthetic: rendered; kitti: first N)"),
     "depth_prune_epochs": _Spec(int, 0, 1000, help="epochs of joint pruning of monodepth"),
     "depth_prune_lambda": _Spec(float, 0.0, 1000.0, help="weight of the mask term in monodepth's joint pruning"),
-    "depth_mask_loss": _Spec(str, choices=("layer_mean", "filter_sum", "cost_sum"), help="monodepth's mask term by name"),
+    "depth_mask_loss": _Spec(str, choices=("layer_mean", "filter_sum", "cost_sum"),
+                             help="monodepth's mask term by name (masks.SPARSITY_LOSSES)"),
     "depth_mask_lr": _Spec(float, 1e-7, 10.0, help="Adam learning rate of the mask logits in monodepth pruning"),
     "depth_prune_lr": _Spec(float, 1e-7, 1.0, help="Adam learning rate of monodepth's weights in joint pruning"),
 }
@@ -224,7 +225,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         bounds_batches=(1, 16, 64), signature_count=8, signature_epochs=3, signature_train_limit=None,
         signature_lr=1e-3, signature_repeats=2, budget_params=None, budget_params_fraction=0.1,
         budget_flops_fraction=0.25, budget_latency_fraction=0.5, latency_platform="torch-cpu-1t", latency_batch=1,
-        latency_margin=0.925,        constrained_epochs=6, constrained_lr=1e-3, constrained_lambda=1.0,
+        latency_margin=0.925, constrained_epochs=6, constrained_lr=1e-3, constrained_lambda=1.0,
         depth_data="synthetic", depth_height=128, depth_width=256, depth_model_width=1 / 8, depth_epochs=16,
         depth_lr=1e-3, depth_batch_size=4, depth_train_pairs=256, depth_test_pairs=32, depth_prune_epochs=6,
         # priced mask term (FLOPs count: frames per second live at full resolution); weights at the

@@ -42,6 +42,16 @@ def published_value(table: str, row: str, metric: str) -> float | int:
     return int(value) if hit["unit"].iloc[0] == "count" else value
 
 
+def published_or_blank(table: str, row: str | None, metric: str) -> float | int | str:
+    """:func:`published_value`, or ``""`` (a blank table cell) where nothing was published."""
+    if row is None:
+        return ""
+    try:
+        return published_value(table, row, metric)
+    except KeyError:
+        return ""
+
+
 def published_source(table: str, row: str, metric: str) -> str:
     df = published(table)
     return str(df[(df["row"] == row) & (df["metric"] == metric)]["source"].iloc[0])

@@ -288,13 +288,6 @@ def frames_per_second(models: dict[str, nn.Module], cfg, min_run_time: float = 0
 # --------------------------------------------------------------------------- tables
 
 
-def _published(table: str, row: str, metric: str):
-    try:
-        return tables.published_value(table, row, metric)
-    except KeyError:
-        return ""
-
-
 def results_table(base: Result, pruned: Result, dataset: str, prior: Result | None = None) -> pd.DataFrame:
     """Baseline versus pruned, measured here: size, FLOPs, errors on the test set and on the
     motorcycle pair; with ``prior`` (:func:`image_blind`) a first row that shows what position
@@ -321,13 +314,14 @@ def fps_table(fps: pd.DataFrame) -> pd.DataFrame:
     for row, label in (("baseline", "Baseline"), ("pruned", "Pruned")):
         rec = {"model": label}
         rec.update({f"FPS {p} (ours)": round(float(fps.loc[row, p]), 1) for p in fps.columns})
-        rec.update({f"published FPS {board}": _published(FPS_TABLE, label, metric) for metric, board in BOARDS})
+        rec.update({f"published FPS {board}": tables.published_or_blank(FPS_TABLE, label, metric)
+                    for metric, board in BOARDS})
         rows.append(rec)
     speed = {"model": "Speedup (x)"}
     speed.update({f"FPS {p} (ours)": round(float(fps.loc["pruned", p] / fps.loc["baseline", p]), 2)
                   for p in fps.columns})
     for metric, board in BOARDS:
-        b, p = _published(FPS_TABLE, "Baseline", metric), _published(FPS_TABLE, "Pruned", metric)
+        b, p = (tables.published_or_blank(FPS_TABLE, row, metric) for row in ("Baseline", "Pruned"))
         speed[f"published FPS {board}"] = round(p / b, 2) if b and p else ""
     rows.append(speed)
     return pd.DataFrame(rows, dtype=object)
@@ -351,8 +345,8 @@ def kitti_table(base: Result | None, pruned: Result | None, ran: bool) -> pd.Dat
             rec[f"our {label}"] = round(value, 4) if value is not None else ("not run" if key else "")
         rec["our params"] = r.params if (ran and r is not None) else ("not run" if key else "")
         for metric, label in KITTI_METRICS:
-            rec[f"published {label}"] = _published(KITTI_TABLE, row, metric)
-        rec["published params"] = _published(KITTI_TABLE, row, "params")
+            rec[f"published {label}"] = tables.published_or_blank(KITTI_TABLE, row, metric)
+        rec["published params"] = tables.published_or_blank(KITTI_TABLE, row, "params")
         rows.append(rec)
     return pd.DataFrame(rows, dtype=object)
 
@@ -364,7 +358,7 @@ def widths_table(pruned: nn.Module, full_width: float) -> pd.DataFrame:
     published_full = MonoDepth(width=1.0).widths
     rows = []
     for layer, total, kept, pub_total in zip(prunable_convs(), full, pruned.widths, published_full):
-        pub = _published(WIDTHS_TABLE, layer, "pruned_width")
+        pub = tables.published_or_blank(WIDTHS_TABLE, layer, "pruned_width")
         rows.append({"layer": layer, "ours: filters": total, "ours: kept": kept,
                      "ours: kept %": round(100 * kept / total, 1), "published: filters": pub_total,
                      "published: kept": pub, "published: kept %": round(100 * pub / pub_total, 1) if pub else ""})
@@ -404,7 +398,6 @@ def example_disparities(models: dict[str, nn.Module], bundle: data.DataBundle, c
     return out
 
 
-__all__ = ["load", "baseline", "image_blind", "image_dependence", "prune", "pruned_model", "evaluate", "measure", "score_lines",
-           "frames_per_second",
-           "results_table",
-           "fps_table", "kitti_table", "widths_table", "targets", "example_disparities", "METRICS", "Result"]
+__all__ = ["load", "baseline", "image_blind", "image_dependence", "prune", "pruned_model", "evaluate", "measure",
+           "score_lines", "frames_per_second", "results_table", "fps_table", "kitti_table", "widths_table", "targets",
+           "example_disparities", "METRICS", "Result"]

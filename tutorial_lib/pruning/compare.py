@@ -131,20 +131,11 @@ def vgg_table(base: Result, results: dict[str, Result], latency: pd.DataFrame, d
             "ms @1": round(b1, 2), "speedup @1": round(latency.loc["baseline", 1] / b1, 2),
             "ms @64": round(b64, 1), "speedup @64": round(latency.loc["baseline", 64] / b64, 2),
             "ideal speedup (FLOPs)": round(base.flops / r.flops, 2),
-            "published top-1 % (CIFAR-100)": _published(t, published_row, "top1"),
-            "published params": _published(t, published_row, "params"),
+            "published top-1 % (CIFAR-100)": tables.published_or_blank(t, published_row, "top1"),
+            "published params": tables.published_or_blank(t, published_row, "params"),
             "published source": tables.published_source(t, published_row, "top1") if published_row else "",
         })
     return pd.DataFrame(rows)
-
-
-def _published(table: str, row: str | None, metric: str):
-    if row is None:
-        return ""
-    try:
-        return tables.published_value(table, row, metric)
-    except KeyError:
-        return ""
 
 
 def imagenet_table(results: dict[str, Result] | None, base: Result | None, ran: bool) -> pd.DataFrame:
