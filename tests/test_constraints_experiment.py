@@ -95,7 +95,7 @@ def test_signature_study_and_pairs(setting, table):
     ex.plot_signatures(sig, corr, [P1])
 
 
-def test_equal_cost_gaps_are_judged_against_seed_noise(setting):
+def test_equal_cost_gaps_are_judged_against_seed_noise(setting, table):
     cfg, bundle, _ = setting
     noise = ex.signature_noise(bundle, cfg)
     assert list(noise["seed"]) == [cfg.seed + 1000 * k for k in range(cfg.signature_repeats + 1)]
@@ -103,6 +103,9 @@ def test_equal_cost_gaps_are_judged_against_seed_noise(setting):
     assert set(noise["signature"]) == {first}
     again = ex.signature_noise(bundle, cfg)
     assert again["accuracy"].tolist() == noise["accuracy"].tolist()  # seeded: the same run twice
+    study = ex.signature_study(bundle, cfg, table, [P1], min_run_time=0.01)
+    reused = ex.signature_noise(bundle, cfg, study)  # the own-seed run read from the study, not retrained
+    assert reused.equals(noise)
     costs = pd.DataFrame({"params": [100, 110, 300], "flops": [1, 5, 9], "accuracy": [50.0, 80.0, 10.0]})
     found = ex.equal_cost_findings(costs, pd.DataFrame({"accuracy": [40.0, 45.0]})).set_index("cost")
     assert found.loc["params", "seed range"] == 5.0 and bool(found.loc["params", "gap beyond seed noise"])

@@ -183,17 +183,25 @@ def signature_study(bundle: data.DataBundle, cfg, table: latency_table.LatencyTa
     return df
 
 
-def signature_noise(bundle: data.DataBundle, cfg) -> pd.DataFrame:
+def signature_noise(bundle: data.DataBundle, cfg, study: pd.DataFrame | None = None) -> pd.DataFrame:
     """The study's first signature trained as in :func:`signature_study` with its own seed and
-    ``cfg.signature_repeats`` more (``seed + 1000 k``): the accuracy that chance alone moves."""
+    ``cfg.signature_repeats`` more (``seed + 1000 k``): the accuracy that chance alone moves.
+
+    With ``study`` (:func:`signature_study`'s table), the own-seed accuracy is read from its
+    first row instead of being trained again: the same seed gives the same run."""
     sigs, scfg, sbundle = _signature_setting(bundle, cfg)
+    columns = ["signature", "seed", "accuracy"]
     if not sigs:
-        return pd.DataFrame(columns=["signature", "seed", "accuracy"])
+        return pd.DataFrame(columns=columns)
     seeds = [cfg.seed + 1000 * k for k in range(cfg.signature_repeats + 1)]
+    rows = []
+    if study is not None and len(study):
+        rows.append([study["signature"].iloc[0], cfg.seed, study["accuracy"].iloc[0]])
+        seeds = seeds[1:]
     out = signatures.seed_spread(sigs[0], sbundle, scfg, seeds, epochs=cfg.signature_epochs, optimizer="adam",
                                  lr=cfg.signature_lr)
     out["accuracy"] = out["accuracy"].round(1)
-    return out
+    return pd.DataFrame(rows + out[columns].values.tolist(), columns=columns)
 
 
 def equal_cost_findings(df: pd.DataFrame, noise: pd.DataFrame, tolerance: float = 0.2) -> pd.DataFrame:
@@ -362,10 +370,8 @@ def verify(run: ConstrainedRun, bundle: data.DataBundle, cfg, table: latency_tab
            min_run_time: float = 0.3) -> ConstrainedRun:
     """Measure the final model on every platform (median, ``cfg.latency_batch``) and estimate
     it with the table on ``cfg.latency_platform``."""
-    shape = shape_of(bundle, cfg.latency_batch)
-    run.estimate_ms = table.estimate(run.model, shape, cfg.latency_platform)
-    run.measured_ms = {p: platforms.measure(run.model, p, shape, min_run_time=min_run_time).median_ms
-                       for p in platform_names}
+    run.estimate_ms = table.estimate(run.model, shape_of(bundle, cfg.latency_batch), cfg.latency_platform)
+    run.measured_ms = measure_all(run.model, bundle, cfg, platform_names, min_run_time)
     return run
 
 
@@ -375,19 +381,16 @@ def measure_all(model: nn.Module, bundle: data.DataBundle, cfg, platform_names,
     return {p: platforms.measure(model, p, shape, min_run_time=min_run_time).median_ms for p in platform_names}
 
 
+def _published(metric: str):
+    return tables.published_or_blank(PUBLISHED, PUBLISHED_ROW, metric)
+
+
 def _budget_text(b: Budget) -> str:
     if b.kind == "params":
         return f"{int(b.value):,} parameters"
     if b.kind == "flops":
         return f"{b.value / 1e6:.2f} MFLOPs/image"
     return f"{b.value:.3f} ms ({b.platform}, batch {b.batch})"
-
-
-def _published(metric: str):
-    try:
-        return tables.published_value(PUBLISHED, PUBLISHED_ROW, metric)
-    except KeyError:
-        return ""
 
 
 def constrained_table(runs: dict[str, ConstrainedRun], baseline: nn.Module, base_accuracy: float,
