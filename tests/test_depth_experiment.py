@@ -133,16 +133,26 @@ def test_lesson_03_end_to_end_at_the_smoke_profile():
     again, _ = ex.baseline(cfg, bundle)  # from the cache
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     base = ex.measure("baseline", model, bundle, cfg)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     pruned = ex.prune(model, bundle, cfg)
     assert pruned.extra["pack_max_abs_diff"] < 1e-5
+    assert cfg.depth_kd_weight > 0 and pruned.history["loss_kd"].iloc[0] > 0  # distilled from the baseline...
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # ...which stays frozen
     assert all(pruned.model.widths[prunable_convs().index(layer)] == 1 for layer in pruned.extra["closed_layers"])
     assert pruned.params == pruned.extra["estimated_params"] < base.params
     assert set(base.scores) == {"test", "motorcycle"} and 0 <= base.scores["test"]["d1_all"] <= 100
     stored = ex.pruned_model(model, bundle, cfg)  # lesson 03 stored it: rebuilt from its spec
     assert stored.widths == pruned.model.widths
 
-    fps = ex.frames_per_second({"baseline": model, "pruned": pruned.model}, cfg, min_run_time=0.01)
-    assert list(fps.index) == ["baseline", "pruned"] and fps.columns[0].startswith("torch-cpu-1t")
+    ceiling = ex.speed_ceiling(cfg)
+    assert ceiling.widths == [1] * 21 and metrics.count_parameters(ceiling) <= pruned.params
+    fps = ex.frames_per_second({"baseline": model, "pruned": pruned.model, "ceiling": ceiling}, cfg,
+                               min_run_time=0.01)
+    assert list(fps.index) == ["baseline", "pruned", "ceiling"] and fps.columns[0].startswith("torch-cpu-1t")
+    parts = ex.time_by_part({"baseline": model, "pruned": pruned.model}, cfg, repeats=2)
+    assert list(parts["part"]) == [label for label, _ in ex.PARTS] + ["total"]
+    assert list(parts.columns) == ["part", "baseline (ms)", "pruned (ms)"] and (parts.iloc[:, 1:] > 0).all().all()
+    assert parts["baseline (ms)"].iloc[-1] == pytest.approx(parts["baseline (ms)"].iloc[:3].sum(), abs=0.02)
     prior = ex.image_blind(bundle, cfg)
     results = ex.results_table(base, pruned, bundle.name, prior)
     assert list(results["params"]) == [0, base.params, pruned.params]
@@ -151,6 +161,7 @@ def test_lesson_03_end_to_end_at_the_smoke_profile():
     published = [c for c in speed.columns if c.startswith("published")]
     assert len(ours) == fps.shape[1] and len(published) == 3 and not set(ours) & set(published)
     assert speed.loc[0, "published FPS Jetson TX2"] == 5.6 and speed.loc[2, "published FPS Jetson TX2"] == 2.57
+    assert speed.loc[3, "model"].endswith("ceiling speedup (x)") and speed.loc[3, "published FPS Jetson TX2"] == ""
     kitti = ex.kitti_table(base, pruned, ran=False)
     assert kitti.loc[1, "our D1-all"] == "not run" and kitti.loc[1, "published D1-all"] == 32.183
     widths = ex.widths_table(pruned.model, cfg.depth_model_width)
@@ -163,6 +174,14 @@ def test_lesson_03_end_to_end_at_the_smoke_profile():
     examples = ex.example_disparities({"baseline": model, "pruned": pruned.model}, bundle, cfg)
     assert list(examples["motorcycle"]) == ["input", "ground truth", "baseline", "pruned"]
     assert torch.isnan(examples["motorcycle"]["ground truth"]).any()
+
+
+def test_pruning_without_distillation_has_no_kd_term():
+    cfg = profiles.resolve("smoke", threads=1, depth_kd_weight=0.0)
+    bundle = ex.load(cfg)
+    model, _ = ex.baseline(cfg, bundle)
+    history = ex.prune(model, bundle, cfg).history
+    assert "loss_kd" not in history and {"loss_task", "loss_mask"} <= set(history.columns)
 
 
 def test_image_blind_prior_predicts_the_mean_training_disparity_everywhere():
@@ -199,6 +218,7 @@ def test_kitti_data_missing_says_where_to_put_it(tmp_path):
     (dict(depth_mask_loss="l1"), "valid choices: layer_mean, filter_sum"),
     (dict(depth_model_width=0.0), r"'depth_model_width' = 0.0 is out of range"),
     (dict(depth_epochs=-1), r"'depth_epochs' = -1 is out of range"),
+    (dict(depth_kd_weight=-0.5), r"'depth_kd_weight' = -0.5 is out of range"),
 ])
 def test_bad_depth_parameters_are_rejected_with_the_valid_choices(override, message):
     with pytest.raises(ValueError, match=message):
@@ -209,6 +229,7 @@ def test_paper_profile_is_monodepths_published_recipe():
     cfg = profiles.resolve("paper", device="cpu")
     assert (cfg.depth_data, cfg.depth_height, cfg.depth_width, cfg.depth_model_width) == ("kitti", 256, 512, 1.0)
     assert (cfg.depth_epochs, cfg.depth_batch_size, cfg.depth_lr) == (50, 8, 1e-4)
+    assert cfg.depth_kd_weight == 0.0  # the published pruning: task + mask loss
     assert set(profiles.DEPTH_FIELDS) <= set(profiles.DEPTH_PRUNE_FIELDS)
     assert "depth_prune_lambda" not in profiles.DEPTH_FIELDS and "epochs" not in profiles.DEPTH_FIELDS
 

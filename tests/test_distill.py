@@ -8,8 +8,8 @@ from tutorial_lib.models import vgg
 
 
 def test_registry_lists_the_seed_methods():
-    assert set(distill.LOSSES) >= {"kd", "fitnet", "fsp", "at"}
-    with pytest.raises(ValueError, match="valid choices: kd, fitnet, fsp, at"):
+    assert set(distill.LOSSES) >= {"kd", "fitnet", "fsp", "at", "disparity"}
+    with pytest.raises(ValueError, match="valid choices: kd, fitnet, fsp, at, disparity"):
         distill.get("crd")
 
 
@@ -23,6 +23,36 @@ def test_each_loss_is_zero_when_student_equals_teacher():
     assert distill.get("fitnet")(x, x, identity).item() == 0.0
     assert distill.get("fsp")([(x, y)], [(x, y)]).item() == 0.0
     assert distill.get("at")([x, y], [x, y]).item() == 0.0
+    assert distill.get("disparity")([x, y], [x, y]).item() == 0.0
+
+
+def test_disparity_kd_by_hand_in_pixels_of_the_input_width():
+    # four scales of a 2x8 image; every student map is 1/8 of the width (1 px) off its teacher's
+    teacher = [torch.full((1, 2, 2 // 2**s or 1, 8 // 2**s), 0.1) for s in range(4)]
+    student = [(t + 1 / 8).requires_grad_() for t in teacher]
+    kd = distill.get("disparity")(student, teacher)
+    assert kd.item() == pytest.approx(4.0)  # 1 px at each of the four scales
+    assert distill.get("disparity")(student, teacher, width=16).item() == pytest.approx(8.0)
+    kd.backward()
+    assert all(s.grad is not None for s in student)
+    with pytest.raises(ValueError, match="4 student scales but 3 teacher scales"):
+        distill.get("disparity")(student, teacher[:3])
+    with pytest.raises(ValueError, match="differ"):
+        distill.get("disparity")(student[:1], [torch.zeros(1, 2, 4, 4)])
+
+
+def test_each_task_says_what_kd_means():
+    from tutorial_lib import train
+    from tutorial_lib.depth.task import StereoDepth
+
+    torch.manual_seed(0)
+    s, t = torch.randn(4, 10), torch.randn(4, 10)
+    assert train.CLASSIFICATION.distill(s, t, 2.0).item() == pytest.approx(distill.kd_loss(s, t, 2.0).item())
+    disps = [torch.rand(1, 2, 4, 8) * 0.3, torch.rand(1, 2, 2, 4) * 0.3]
+    assert StereoDepth().distill(disps, disps).item() == 0.0
+    assert StereoDepth().distill(disps, [d + 0.25 for d in disps]).item() == pytest.approx(2 * 0.25 * 8)
+    with pytest.raises(NotImplementedError, match="no distillation term"):
+        train.Task().distill(s, t)
 
 
 def test_fsp_matrix_by_hand():

@@ -97,6 +97,7 @@ class Config:
     depth_mask_loss: str = "filter_sum"
     depth_mask_lr: float = 0.01
     depth_prune_lr: float = 1e-4
+    depth_kd_weight: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -198,6 +199,8 @@ SPECS: dict[str, _Spec] = {
                              help="monodepth's mask term by name (masks.SPARSITY_LOSSES)"),
     "depth_mask_lr": _Spec(float, 1e-7, 10.0, help="Adam learning rate of the mask logits in monodepth pruning"),
     "depth_prune_lr": _Spec(float, 1e-7, 1.0, help="Adam learning rate of monodepth's weights in joint pruning"),
+    "depth_kd_weight": _Spec(float, 0.0, 1000.0, help="weight of disparity distillation from the baseline in "
+                                                      "monodepth's joint pruning (0: none, as published)"),
 }
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -215,6 +218,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         depth_data="synthetic", depth_height=128, depth_width=128, depth_model_width=1 / 32, depth_epochs=1,
         depth_lr=1e-3, depth_batch_size=4, depth_train_pairs=8, depth_test_pairs=4, depth_prune_epochs=1,
         depth_prune_lambda=0.01, depth_mask_loss="filter_sum", depth_mask_lr=0.01, depth_prune_lr=1e-3,
+        depth_kd_weight=1.0,
     ),
     "tutorial": dict(
         dataset="digits_m", arch="vgg19", width=0.25, epochs=10, batch_size=64, lr=0.05,
@@ -229,8 +233,11 @@ PROFILES: dict[str, dict[str, Any]] = {
         depth_data="synthetic", depth_height=128, depth_width=256, depth_model_width=1 / 8, depth_epochs=16,
         depth_lr=1e-3, depth_batch_size=4, depth_train_pairs=256, depth_test_pairs=32, depth_prune_epochs=6,
         # priced mask term (FLOPs count: frames per second live at full resolution); weights at the
-        # baseline's final rate, so the first epochs' closures do not throw it off its solution
-        depth_prune_lambda=0.3, depth_mask_loss="cost_sum", depth_mask_lr=0.01, depth_prune_lr=2.5e-4,
+        # baseline's final rate, so the first epochs' closures do not throw it off its solution;
+        # disparity KD from the baseline and slow gates (Adam 1e-3 on the logits), so that the
+        # gates close only as fast as the teacher can show which filters the disparities need
+        depth_prune_lambda=30.0, depth_mask_loss="cost_sum", depth_mask_lr=0.001, depth_prune_lr=2.5e-4,
+        depth_kd_weight=1.0,
     ),
     "paper": dict(
         dataset="cifar100", arch="vgg19", width=1.0, epochs=164, batch_size=256, lr=0.1,
@@ -248,6 +255,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         depth_data="kitti", depth_height=256, depth_width=512, depth_model_width=1.0, depth_epochs=50,
         depth_lr=1e-4, depth_batch_size=8, depth_train_pairs=None, depth_test_pairs=None, depth_prune_epochs=50,
         depth_prune_lambda=0.01, depth_mask_loss="filter_sum", depth_mask_lr=0.01, depth_prune_lr=1e-4,
+        depth_kd_weight=0.0,  # the published pruning used the task and mask losses only
     ),
 }
 
@@ -264,7 +272,7 @@ DEPTH_FIELDS = (
     "depth_batch_size", "depth_train_pairs", "depth_test_pairs", "seed", "threads", "max_steps",
 )
 DEPTH_PRUNE_FIELDS = DEPTH_FIELDS + ("depth_prune_epochs", "depth_prune_lambda", "depth_mask_loss", "depth_mask_lr",
-                                      "depth_prune_lr")
+                                      "depth_prune_lr", "depth_kd_weight")
 # Lesson 04's constrained runs (budgets, the loop's settings, and the mask term they share with lesson 02).
 CONSTRAINT_FIELDS = BASELINE_FIELDS + (
     "budget_params", "budget_params_fraction", "budget_flops_fraction", "budget_latency_fraction",

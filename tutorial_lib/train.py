@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from tutorial_lib import checkpoint, data, repro
+from tutorial_lib import checkpoint, data, distill, repro
 
 Regularizer = Callable[[nn.Module, torch.Tensor, object, object], dict[str, torch.Tensor]]
 
@@ -40,6 +40,11 @@ class Task:
     def evaluate(self, model: nn.Module, loader: DataLoader, device: str = "cpu") -> dict[str, float]:
         raise NotImplementedError
 
+    def distill(self, outputs, teacher_outputs, temperature: float = 4.0) -> torch.Tensor:
+        """The knowledge-distillation term between the student's and a frozen teacher's outputs
+        on the same batch: what "KD" means for this task (``temperature``: where it has one)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no distillation term")
+
 
 class Classification(Task):
     """Cross-entropy on (image, label) batches; test top-1 accuracy."""
@@ -55,6 +60,10 @@ class Classification(Task):
 
     def evaluate(self, model: nn.Module, loader: DataLoader, device: str = "cpu") -> dict[str, float]:
         return evaluate(model, loader, device)
+
+    def distill(self, outputs: torch.Tensor, teacher_outputs: torch.Tensor, temperature: float = 4.0) -> torch.Tensor:
+        """Hinton KD on the class logits (``distill.kd_loss``)."""
+        return distill.kd_loss(outputs, teacher_outputs, temperature)
 
 
 CLASSIFICATION = Classification()

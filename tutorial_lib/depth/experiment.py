@@ -24,10 +24,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from tutorial_lib import cache, data, masks, metrics, profiles, repro, tables, train
-from tutorial_lib.constraints import platforms
+from tutorial_lib.constraints import platforms, profiler
 from tutorial_lib.depth import data as ddata
 from tutorial_lib.depth.task import METRICS, StereoDepth, predict_disparity
-from tutorial_lib.models.monodepth import MonoDepth, prunable_convs
+from tutorial_lib.models.monodepth import PRUNABLE, MonoDepth, prunable_convs
 from tutorial_lib.pruning import joint
 from tutorial_lib.pruning.pack import pack
 
@@ -239,10 +239,11 @@ def prune(baseline_model: nn.Module, bundle: data.DataBundle, cfg, lam: float | 
         cfg = cfg.replace(depth_prune_lambda=lam)
     masked = masks.insert_masks(copy.deepcopy(baseline_model).cpu(), seed=cfg.seed)  # the 21 prunable convs
     masks.attach_costs(masked, input_shape(cfg))  # each filter's price, for the cost_sum mask term
+    teacher = copy.deepcopy(baseline_model).to(cfg.device) if cfg.depth_kd_weight > 0 else None
     history = joint.train_joint(
         masked, bundle, depth_cfg(cfg), epochs=cfg.depth_prune_epochs, lam=cfg.depth_prune_lambda,
         weight_lr=cfg.depth_prune_lr, mask_loss=cfg.depth_mask_loss, task=STEREO, desc="prune",
-        optimizer=pruning_optimizer(masked, cfg),
+        optimizer=pruning_optimizer(masked, cfg), teacher=teacher, kd_weight=cfg.depth_kd_weight,
     )
     packed = pack(masked).to(cfg.device)
     estimate = masks.estimate(masked, input_shape(cfg), flops=False)
@@ -285,6 +286,41 @@ def frames_per_second(models: dict[str, nn.Module], cfg, min_run_time: float = 0
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def speed_ceiling(cfg) -> MonoDepth:
+    """Monodepth with every prunable conv cut to one filter (untrained: only its speed counts):
+    the fastest network that masks on the 21 prunable convs can reach, since the iconvs, the
+    disparity heads, the activations and the upsampling keep their size."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return MonoDepth(width=cfg.depth_model_width, widths=[1] * len(PRUNABLE)).to(cfg.device)
+
+
+PARTS = (("masked convs (14 encoder, 7 upconv)", "prunable"), ("unmasked convs (iconv, disparity heads)", "fixed"),
+         ("ELU, upsampling and glue", "rest"))
+
+
+def time_by_part(models: dict[str, nn.Module], cfg, repeats: int = 20) -> pd.DataFrame:
+    """Where a batch-1 forward pass spends its time on one CPU thread: each model's layer times
+    (``constraints.profiler.profile_layers``) summed into the convs that masks can shrink, the
+    convs they cannot, and everything else; ms per image, profiler overhead included."""
+    columns = {}
+    for name, model in models.items():
+        table = profiler.profile_layers(model.to("cpu"), input_shape(cfg), repeats=repeats, threads=1)
+        layers = table[~table["name"].isin(["(total)", "(other)"])]
+        kind = layers.apply(lambda r: "prunable" if r["name"] in PRUNABLE else
+                            "fixed" if r["type"] == "Conv2d" else "rest", axis=1)
+        sums = layers.groupby(kind)["cpu_ms"].sum()
+        other = float(table.loc[table["name"] == "(other)", "cpu_ms"].sum())
+        columns[name] = {"prunable": sums.get("prunable", 0.0), "fixed": sums.get("fixed", 0.0),
+                         "rest": sums.get("rest", 0.0) + other}
+        model.to(cfg.device)
+    rows = [{"part": label, **{f"{name} (ms)": round(columns[name][key], 2) for name in models}}
+            for label, key in PARTS]
+    rows.append({"part": "total", **{f"{name} (ms)": round(sum(columns[name].values()), 2) for name in models}})
+    torch.set_num_threads(repro.resolve_threads(cfg.threads))
+    return pd.DataFrame(rows)
+
+
 # --------------------------------------------------------------------------- tables
 
 
@@ -309,7 +345,8 @@ def results_table(base: Result, pruned: Result, dataset: str, prior: Result | No
 
 def fps_table(fps: pd.DataFrame) -> pd.DataFrame:
     """The seed's speed table: rows baseline, pruned, speedup; our platforms' batch-1 FPS, then
-    the published boards (GTX 1080 Ti, Jetson TX2, Jetson TX1) in columns named as published."""
+    the published boards (GTX 1080 Ti, Jetson TX2, Jetson TX1) in columns named as published.
+    A ``ceiling`` row of ``fps`` (:func:`speed_ceiling`) adds the largest speedup masks could give."""
     rows = []
     for row, label in (("baseline", "Baseline"), ("pruned", "Pruned")):
         rec = {"model": label}
@@ -324,6 +361,10 @@ def fps_table(fps: pd.DataFrame) -> pd.DataFrame:
         b, p = (tables.published_or_blank(FPS_TABLE, row, metric) for row in ("Baseline", "Pruned"))
         speed[f"published FPS {board}"] = round(p / b, 2) if b and p else ""
     rows.append(speed)
+    if "ceiling" in fps.index:  # speed_ceiling(): one filter in every prunable conv
+        rows.append({"model": "One filter per prunable conv: ceiling speedup (x)",
+                     **{f"FPS {p} (ours)": round(float(fps.loc["ceiling", p] / fps.loc["baseline", p]), 2)
+                        for p in fps.columns}, **{f"published FPS {board}": "" for _, board in BOARDS}})
     return pd.DataFrame(rows, dtype=object)
 
 
@@ -399,5 +440,5 @@ def example_disparities(models: dict[str, nn.Module], bundle: data.DataBundle, c
 
 
 __all__ = ["load", "baseline", "image_blind", "image_dependence", "prune", "pruned_model", "evaluate", "measure",
-           "score_lines", "frames_per_second", "results_table", "fps_table", "kitti_table", "widths_table", "targets",
-           "example_disparities", "METRICS", "Result"]
+           "score_lines", "frames_per_second", "speed_ceiling", "time_by_part", "results_table", "fps_table",
+           "kitti_table", "widths_table", "targets", "example_disparities", "METRICS", "Result"]

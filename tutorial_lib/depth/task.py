@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from tutorial_lib import train
+from tutorial_lib import distill, train
 from tutorial_lib.depth import losses
 from tutorial_lib.depth import metrics as dmetrics
 
@@ -97,6 +97,11 @@ class StereoDepth(train.Task):
 
     def loss(self, outputs, target) -> torch.Tensor:
         return sum(self.terms(outputs, target).values())
+
+    def distill(self, outputs, teacher_outputs, temperature: float = 4.0) -> torch.Tensor:
+        """Disparity distillation (``distill.get("disparity")``): L1 to the teacher's four
+        disparity maps, in pixels of the input width (``temperature`` has no role here)."""
+        return distill.get("disparity")(outputs, teacher_outputs)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: DataLoader, device: str = "cpu") -> dict[str, float]:

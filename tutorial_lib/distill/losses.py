@@ -6,7 +6,9 @@
 - ``fsp``: Yim et al. 2017, Gram ("flow of solution procedure") matrices between pairs of
   layers, MSE between teacher and student matrices;
 - ``at``: Zagoruyko & Komodakis 2017, attention maps (normalised channel mean of x^2),
-  squared difference at the ends of stages.
+  squared difference at the ends of stages;
+- ``disparity``: KD for a dense regressor (lesson 03): the teacher's disparity maps are the
+  soft targets, L1 between them at every output scale, in pixels of the input image.
 """
 
 from __future__ import annotations
@@ -128,3 +130,20 @@ def at_loss(student_features: list[torch.Tensor], teacher_features: list[torch.T
         _same_size(s, t, "at")
         terms.append((attention_map(s) - attention_map(t.detach())).pow(2).mean())
     return beta / 2 * torch.stack(terms).sum()
+
+
+@register("disparity")
+def disparity_kd(student_disps, teacher_disps, width: int | None = None) -> torch.Tensor:
+    """Disparity distillation: ``sum over scales of mean |d_s - d_t|`` in pixels of an image
+    ``width`` pixels wide (default: the finest map's width), for disparities given as a
+    fraction of the width (monodepth's output). A classifier's soft targets are its logits;
+    a depth network's are its disparity maps. The teacher's maps carry no gradient."""
+    if len(student_disps) != len(teacher_disps):
+        raise ValueError(f"disparity: {len(student_disps)} student scales but {len(teacher_disps)} teacher scales")
+    width = student_disps[0].shape[-1] if width is None else width
+    terms = []
+    for s, t in zip(student_disps, teacher_disps):
+        if s.shape != t.shape:
+            raise ValueError(f"disparity: student map {tuple(s.shape)} and teacher map {tuple(t.shape)} differ")
+        terms.append((s - t.detach()).abs().mean())
+    return width * torch.stack(terms).sum()

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tutorial_lib import data, distill, masks, train
+from tutorial_lib import data, masks, train
 
 
 def mask_optimizer(model: nn.Module, cfg, weight_lr: float) -> torch.optim.Optimizer:
@@ -53,11 +53,12 @@ def train_joint(
     task: train.Task = train.CLASSIFICATION,
     optimizer: torch.optim.Optimizer | None = None,
 ) -> pd.DataFrame:
-    """Train weights and masks together on ``task_weight * CE + kd_weight * KD + lam * mask term``.
+    """Train weights and masks together on ``task_weight * task loss + kd_weight * KD + lam * mask term``.
 
     ``teacher`` (frozen, eval mode, no gradients) supplies the KD targets; without one the
-    KD term is left out (KD needs class logits: classification only). ``task`` is what the
-    task loss measures (lesson 03 passes the stereo depth task). ``optimizer`` replaces the
+    KD term is left out. ``task`` is what the task loss measures (lesson 03 passes the
+    stereo depth task) and what KD means (``task.distill``: softened logits for
+    classification, the teacher's disparity maps for depth). ``optimizer`` replaces the
     default SGD of :func:`mask_optimizer` (lesson 03: Adam, as monodepth was trained); it must
     hold the mask logits. Returns the per-epoch history with the share of channels kept.
     """
@@ -69,7 +70,9 @@ def train_joint(
     def regularizer(m, x, y, logits):
         terms = {"mask": lam * masks.sparsity_loss(m, mask_loss)}
         if teacher is not None and kd_weight > 0:
-            terms["kd"] = kd_weight * distill.teacher_kd(teacher, x, logits, temperature)
+            with torch.no_grad():
+                teacher_outputs = teacher(x)
+            terms["kd"] = kd_weight * task.distill(logits, teacher_outputs, temperature)
         return terms
 
     optimizer = optimizer or mask_optimizer(model, cfg, weight_lr)
