@@ -13,3 +13,10 @@ def test_latency_measurement_reports_its_conditions():
     lat = metrics.measure_latency(models.build(cfg, 10), (2, 3, 32, 32), threads=1, min_run_time=0.05)
     assert lat.median_ms > 0 and lat.batch_size == 2 and lat.threads == 1
     assert lat.platform.startswith("torch-cpu-1t")
+
+
+def test_depth_benchmark_prints_the_targets_beside_the_speed_ceiling(capsys):
+    bench.main(["depth", "--profile", "smoke"])
+    out = capsys.readouterr().out
+    assert "every prunable conv at one filter" in out and "ceiling" in out
+    assert "parameters removed (%)" in out and "D1-all rise on the test set (points)" in out

@@ -114,7 +114,8 @@ def distill_overhead(profile: str = "tutorial", repeats: int = 7) -> dict:
 def depth_targets(profile: str = "tutorial", min_run_time: float = 0.5) -> dict:
     """Lesson 03's targets: the cached monodepth baseline (trained if missing) pruned jointly at
     the profile's settings, then parameters removed, D1-all change on the test set and batch-1
-    frames per second of both models on every platform here."""
+    frames per second of both models on every platform here, beside the speed ceiling
+    (``depth.experiment.speed_ceiling``: every prunable conv at one filter)."""
     from tutorial_lib.depth import experiment as ex
 
     cfg = profiles.resolve(profile)
@@ -123,7 +124,8 @@ def depth_targets(profile: str = "tutorial", min_run_time: float = 0.5) -> dict:
     model, _ = ex.baseline(cfg, bundle)
     base = ex.measure("baseline", model, bundle, cfg)
     pruned = ex.prune(model, bundle, cfg)
-    fps = ex.frames_per_second({"baseline": model, "pruned": pruned.model}, cfg, min_run_time=min_run_time)
+    fps = ex.frames_per_second({"baseline": model, "pruned": pruned.model, "ceiling": ex.speed_ceiling(cfg)}, cfg,
+                               min_run_time=min_run_time)
     return {"profile": profile, "base": base, "pruned": pruned, "fps": fps, "targets": ex.targets(base, pruned, fps),
             "seconds": time.perf_counter() - start, "size": f"{cfg.depth_height}x{cfg.depth_width}"}
 
@@ -177,8 +179,10 @@ def main(argv: list[str] | None = None) -> None:
               f"pruned {pruned.params:,}; D1-all on the test set {base.scores['test']['d1_all']:.2f}% -> "
               f"{pruned.scores['test']['d1_all']:.2f}%")
         for platform in r["fps"].columns:
-            print(f"  batch-1 FPS {platform}: baseline {r['fps'].loc['baseline', platform]:.1f}, "
-                  f"pruned {r['fps'].loc['pruned', platform]:.1f}")
+            fps = r["fps"][platform]
+            print(f"  batch-1 FPS {platform}: baseline {fps['baseline']:.1f}, pruned {fps['pruned']:.1f}, "
+                  f"every prunable conv at one filter {fps['ceiling']:.1f} "
+                  f"(ceiling {fps['ceiling'] / fps['baseline']:.2f}x)")
         for row in r["targets"].itertuples(index=False):
             print(f"  {row.target}: {row.measured} (target {row.wanted}: {'met' if row.met else 'MISSED'})")
         print(f"  ({r['seconds']:.0f} s, baseline from the cache when present)")
