@@ -302,23 +302,22 @@ PARTS = (("masked convs (14 encoder, 7 upconv)", "prunable"), ("unmasked convs (
 def time_by_part(models: dict[str, nn.Module], cfg, repeats: int = 20) -> pd.DataFrame:
     """Where a batch-1 forward pass spends its time on one CPU thread: each model's layer times
     (``constraints.profiler.profile_layers``) summed into the convs that masks can shrink, the
-    convs they cannot, and everything else; ms per image, profiler overhead included."""
+    convs they cannot, and everything else (``(other)``, the time between layers, included);
+    the last row is the profiler's own total. ms per image, profiler overhead included."""
+
+    def part(row) -> str:
+        return "prunable" if row["name"] in PRUNABLE else "fixed" if row["type"] == "Conv2d" else "rest"
+
     columns = {}
     for name, model in models.items():
         table = profiler.profile_layers(model.to("cpu"), input_shape(cfg), repeats=repeats, threads=1)
-        layers = table[~table["name"].isin(["(total)", "(other)"])]
-        kind = layers.apply(lambda r: "prunable" if r["name"] in PRUNABLE else
-                            "fixed" if r["type"] == "Conv2d" else "rest", axis=1)
-        sums = layers.groupby(kind)["cpu_ms"].sum()
-        other = float(table.loc[table["name"] == "(other)", "cpu_ms"].sum())
-        columns[name] = {"prunable": sums.get("prunable", 0.0), "fixed": sums.get("fixed", 0.0),
-                         "rest": sums.get("rest", 0.0) + other}
         model.to(cfg.device)
-    rows = [{"part": label, **{f"{name} (ms)": round(columns[name][key], 2) for name in models}}
-            for label, key in PARTS]
-    rows.append({"part": "total", **{f"{name} (ms)": round(sum(columns[name].values()), 2) for name in models}})
-    torch.set_num_threads(repro.resolve_threads(cfg.threads))
-    return pd.DataFrame(rows)
+        is_total = table["name"] == "(total)"
+        rows = table[~is_total]
+        columns[f"{name} (ms)"] = [*rows.groupby(rows.apply(part, axis=1))["cpu_ms"].sum()
+                                   .reindex([key for _, key in PARTS], fill_value=0.0),
+                                   float(table.loc[is_total, "cpu_ms"].iloc[0])]
+    return pd.DataFrame({"part": [label for label, _ in PARTS] + ["total"], **columns}).round(2)
 
 
 # --------------------------------------------------------------------------- tables
