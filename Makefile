@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) -m tutorial_lib.bench distill
 	$(PY) -m tutorial_lib.bench constraints
 	$(PY) -m tutorial_lib.bench depth
+	$(PY) -m tutorial_lib.bench runtimes
 
 lab: $(STAMP)
 	$(PY) -m ipykernel install --sys-prefix --name compression-tutorial --display-name "Compression tutorial (.venv)"

@@ -20,3 +20,13 @@ def test_depth_benchmark_prints_the_targets_beside_the_speed_ceiling(capsys):
     out = capsys.readouterr().out
     assert "every prunable conv at one filter" in out and "ceiling" in out
     assert "parameters removed (%)" in out and "D1-all rise on the test set (points)" in out
+
+
+def test_runtimes_benchmark_prints_a_row_per_runtime_and_thread_count(capsys, monkeypatch):
+    from tutorial_lib.constraints import runtimes, platforms
+
+    monkeypatch.setattr(runtimes, "RUNTIMES", {"eager": runtimes.RUNTIMES["eager"]})  # no compiling here
+    bench.main(["runtimes", "--profile", "smoke"])
+    out = capsys.readouterr().out
+    assert "pruned speedup (x)" in out and "ceiling speedup (x)" in out
+    assert out.count("eager") == len({1, platforms.all_threads()})

@@ -3,6 +3,7 @@
     python -m tutorial_lib.bench masks        # training step with masks over the plain model
     python -m tutorial_lib.bench distill      # distillation step over plain step + teacher forward
     python -m tutorial_lib.bench depth        # lesson 03: params removed, D1-all change, batch-1 FPS ratio
+    python -m tutorial_lib.bench runtimes     # lesson 03's speedup under channels-last and torch.compile
     python -m tutorial_lib.bench constraints  # lesson 04: budgets met, latency in band, estimate errors
     python -m tutorial_lib.bench notebooks    # wall time of each notebook at the tutorial profile
 """
@@ -130,6 +131,23 @@ def depth_targets(profile: str = "tutorial", min_run_time: float = 0.5) -> dict:
             "seconds": time.perf_counter() - start, "size": f"{cfg.depth_height}x{cfg.depth_width}"}
 
 
+def depth_runtimes(profile: str = "tutorial") -> dict:
+    """Lesson 03's speedup under other inference runtimes (``constraints.runtimes``): the cached
+    baseline and pruned monodepth (made if missing) and the speed ceiling, at batch 1, on one
+    thread and on all. Does the pruned network's speedup stay where eager PyTorch puts it when
+    a compiler removes the per-operator overhead?"""
+    from tutorial_lib.constraints import runtimes
+    from tutorial_lib.depth import experiment as ex
+
+    cfg = profiles.resolve(profile)
+    start = time.perf_counter()
+    bundle = ex.load(cfg)
+    model, _ = ex.baseline(cfg, bundle)
+    models = {"baseline": model, "pruned": ex.pruned_model(model, bundle, cfg), "ceiling": ex.speed_ceiling(cfg)}
+    table = runtimes.speedups(models, ex.input_shape(cfg))
+    return {"table": table, "size": f"{cfg.depth_height}x{cfg.depth_width}", "seconds": time.perf_counter() - start}
+
+
 def constraints_targets(profile: str = "tutorial", signatures: int = 8) -> dict:
     """Lesson 04's targets: the three constrained runs (parameters, FLOPs, latency) from the
     profile's cached baseline, each final model measured on every platform, and the latency
@@ -154,7 +172,7 @@ def constraints_targets(profile: str = "tutorial", signatures: int = 8) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["masks", "distill", "depth", "constraints", "notebooks"])
+    parser.add_argument("what", choices=["masks", "distill", "depth", "runtimes", "constraints", "notebooks"])
     parser.add_argument("--profile", default="tutorial", choices=list(profiles.PROFILES))
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
@@ -186,6 +204,12 @@ def main(argv: list[str] | None = None) -> None:
         for row in r["targets"].itertuples(index=False):
             print(f"  {row.target}: {row.measured} (target {row.wanted}: {'met' if row.met else 'MISSED'})")
         print(f"  ({r['seconds']:.0f} s, baseline from the cache when present)")
+    elif args.what == "runtimes":
+        r = depth_runtimes(args.profile)
+        print(f"monodepth, {args.profile} profile, input {r['size']}, batch 1: latency and speedup over the baseline "
+              f"under each runtime (median of rounds; ceiling: every prunable conv at one filter)")
+        print(r["table"].to_string(index=False))
+        print(f"  ({r['seconds']:.0f} s, compiling included)")
     elif args.what == "constraints":
         r = constraints_targets(args.profile)
         cfg = r["cfg"]

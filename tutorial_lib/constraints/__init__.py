@@ -9,10 +9,12 @@
 - ``adaptive``: the adaptive constrained loop (sparsity epochs with masks, packing,
   fine-tuning with KD) for the three budget kinds, around a pure state machine;
 - ``signatures``: random prunable VGG signatures, trained briefly, and rank correlations
-  between accuracy, parameters, FLOPs and latency.
+  between accuracy, parameters, FLOPs and latency;
+- ``runtimes``: inference runtimes a latency can be measured under (eager, channels-last,
+  ``torch.compile``), looked up by name, and a speedup table of several models under each.
 """
 
-from tutorial_lib.constraints import adaptive, budget, latency_table, platforms, profiler, signatures
+from tutorial_lib.constraints import adaptive, budget, latency_table, platforms, profiler, runtimes, signatures
 from tutorial_lib.constraints.budget import Budget
 
-__all__ = ["Budget", "adaptive", "budget", "latency_table", "platforms", "profiler", "signatures"]
+__all__ = ["Budget", "adaptive", "budget", "latency_table", "platforms", "profiler", "runtimes", "signatures"]
