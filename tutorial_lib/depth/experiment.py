@@ -296,17 +296,21 @@ def speed_ceiling(cfg) -> MonoDepth:
 
 
 PARTS = (("masked convs (14 encoder, 7 upconv)", "prunable"), ("unmasked convs (iconv, disparity heads)", "fixed"),
-         ("ELU, upsampling and glue", "rest"))
+         ("ELU activations", "elu"), ("upsampling and glue", "rest"))
 
 
 def time_by_part(models: dict[str, nn.Module], cfg, repeats: int = 20) -> pd.DataFrame:
     """Where a batch-1 forward pass spends its time on one CPU thread: each model's layer times
     (``constraints.profiler.profile_layers``) summed into the convs that masks can shrink, the
-    convs they cannot, and everything else (``(other)``, the time between layers, included);
-    the last row is the profiler's own total. ms per image, profiler overhead included."""
+    convs they cannot, the ELUs (on CPU, the ``expm1`` an ELU evaluates can cost ten times an
+    ``exp``, and the ELUs as much as the convs) and everything else (``(other)``, the time
+    between layers, included); the last row is the profiler's own total. ms per image,
+    profiler overhead included."""
 
     def part(row) -> str:
-        return "prunable" if row["name"] in PRUNABLE else "fixed" if row["type"] == "Conv2d" else "rest"
+        if row["name"] in PRUNABLE:
+            return "prunable"
+        return {"Conv2d": "fixed", "ELU": "elu"}.get(row["type"], "rest")
 
     columns = {}
     for name, model in models.items():
