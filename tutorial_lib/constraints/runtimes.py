@@ -7,7 +7,8 @@ would run, for one input shape, and computes the same outputs:
 - ``eager``: the model as it is;
 - ``channels_last``: weights and input in NHWC order (the input is converted inside the
   timed call, since a camera gives NCHW);
-- ``inductor``: ``torch.compile`` (generated C++ for the elementwise work, oneDNN convs);
+- ``inductor``: ``torch.compile`` (generated C++ for the elementwise work; the convs stay
+  ATen's kernels);
 - ``inductor_frozen``: the same with inductor's ``freezing`` (weights folded in as constants
   and pre-packed for oneDNN, as a deployment build would); it applies without autograd, as timing runs.
 
@@ -27,7 +28,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tutorial_lib import metrics
 from tutorial_lib.constraints import platforms
 
 
@@ -65,11 +65,16 @@ RUNTIMES: dict[str, Callable[[nn.Module, torch.Tensor], nn.Module]] = {
 }
 
 
+def _check(names: list[str]) -> None:
+    unknown = [r for r in names if r not in RUNTIMES]
+    if unknown:
+        raise ValueError(f"unknown runtime(s) {unknown}; choose from {', '.join(RUNTIMES)}")
+
+
 def prepare(model: nn.Module, runtime: str, input_shape: tuple[int, ...]) -> nn.Module:
     """A CPU copy of ``model`` (eval mode) as ``runtime`` runs it for inputs of ``input_shape``;
     ``ValueError`` naming the runtimes for an unknown name."""
-    if runtime not in RUNTIMES:
-        raise ValueError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+    _check([runtime])
     model = copy.deepcopy(model).cpu().eval()
     return RUNTIMES[runtime](model, torch.zeros(input_shape))
 
@@ -79,12 +84,10 @@ def speedups(models: dict[str, nn.Module], input_shape: tuple[int, ...], runtime
     """Batch latency (ms) of every model under every runtime and CPU thread count (default: 1
     and all), and each model's speedup over the first model under the same runtime and threads:
     one row per runtime and threads. The models of a row are timed in turn, ``rounds`` times
-    (``metrics.measure_latency`` each time), and each keeps its median round, so that a slow
+    (``platforms.measure`` each time), and each keeps its median round, so that a slow
     spell of the machine falls on all of them rather than on one."""
     runtimes = list(RUNTIMES) if runtimes is None else list(runtimes)
-    unknown = [r for r in runtimes if r not in RUNTIMES]
-    if unknown:
-        raise ValueError(f"unknown runtime(s) {unknown}; choose from {', '.join(RUNTIMES)}")
+    _check(runtimes)
     threads = sorted({1, platforms.all_threads()}) if threads is None else list(threads)
     reference = next(iter(models))
     rows = []
@@ -97,12 +100,11 @@ def speedups(models: dict[str, nn.Module], input_shape: tuple[int, ...], runtime
                 torch.set_num_threads(n)
                 torch._dynamo.reset()
                 prepared = {name: prepare(m, runtime, input_shape) for name, m in models.items()}
+                cpu = platforms.Platform(f"torch-cpu-{n}t", "cpu", n, f"{runtime}, CPU, {n} threads")
                 times: dict[str, list[float]] = {name: [] for name in prepared}
                 for _ in range(rounds):
                     for name, p in prepared.items():
-                        platforms.warm_allocator()
-                        times[name].append(metrics.measure_latency(p, input_shape, threads=n,
-                                                                   min_run_time=min_run_time).median_ms)
+                        times[name].append(platforms.measure(p, cpu, input_shape, min_run_time).median_ms)
                 ms = {name: statistics.median(t) for name, t in times.items()}
                 rows.append({"runtime": runtime, "threads": n,
                              **{f"{name} (ms)": round(v, 3) for name, v in ms.items()},
