@@ -242,3 +242,27 @@ def test_halving_schedule_is_monodepths():
         lrs.append(opt.param_groups[0]["lr"])
         opt.step(), sched.step()
     assert lrs == [1.0] * 6 + [0.5] * 2 + [0.25] * 2
+
+
+def test_frames_per_second_interleaves_the_models_and_keeps_each_ones_median_round(monkeypatch):
+    from tutorial_lib.constraints import platforms
+    from tutorial_lib.metrics import Latency
+
+    calls = []
+    slow_spell = {("a", 1): 40.0}  # one slow round of model a must not count
+
+    def fake_measure(model, platform, shape, min_run_time):
+        round_ = sum(1 for m, p in calls if m == model.tag and p == platform)
+        calls.append((model.tag, platform))
+        return Latency(median_ms=slow_spell.get((model.tag, round_), 10.0 if model.tag == "a" else 5.0), iqr_ms=0.0,
+                       repeats=1, batch_size=1, threads=1, device="cpu", platform=platform)
+
+    monkeypatch.setattr(platforms, "available", lambda: ["torch-cpu-1t"])
+    monkeypatch.setattr(platforms, "measure", fake_measure)
+    models = {}
+    for tag in "ab":
+        models[tag] = nn.Identity()
+        models[tag].tag = tag
+    fps = ex.frames_per_second(models, profiles.resolve("smoke", threads=1), rounds=3)
+    assert [m for m, _ in calls] == ["a", "b"] * 3  # in turn, round after round
+    assert fps.loc["a", "torch-cpu-1t"] == pytest.approx(100.0) and fps.loc["b", "torch-cpu-1t"] == pytest.approx(200.0)
