@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
+import statistics
 from dataclasses import dataclass
 
 import torch
@@ -112,3 +113,16 @@ def measure(model: nn.Module, platform: str | Platform, input_shape: tuple[int, 
         model.train(was_training)
     lat.platform = p.name
     return lat
+
+
+def measure_in_turn(models: dict[str, nn.Module], platform: str | Platform, input_shape: tuple[int, ...],
+                    rounds: int = 3, min_run_time: float = 0.2) -> dict[str, float]:
+    """Median latency (ms) of each model on ``platform``: the models are timed in turn
+    (:func:`measure`), ``rounds`` times, and each keeps its median round, so that a slow spell
+    of the machine falls on all of them rather than on one."""
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            times[name].append(measure(model, platform, input_shape, min_run_time).median_ms)
+    return {name: statistics.median(t) for name, t in times.items()}
+

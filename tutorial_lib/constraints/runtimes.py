@@ -21,7 +21,6 @@ so no timed call does. (TorchScript, deprecated since torch 2.9, is left out.)
 from __future__ import annotations
 
 import copy
-import statistics
 from collections.abc import Callable, Iterable
 
 import pandas as pd
@@ -101,11 +100,7 @@ def speedups(models: dict[str, nn.Module], input_shape: tuple[int, ...], runtime
                 torch._dynamo.reset()
                 prepared = {name: prepare(m, runtime, input_shape) for name, m in models.items()}
                 cpu = platforms.Platform(f"torch-cpu-{n}t", "cpu", n, f"{runtime}, CPU, {n} threads")
-                times: dict[str, list[float]] = {name: [] for name in prepared}
-                for _ in range(rounds):
-                    for name, p in prepared.items():
-                        times[name].append(platforms.measure(p, cpu, input_shape, min_run_time).median_ms)
-                ms = {name: statistics.median(t) for name, t in times.items()}
+                ms = platforms.measure_in_turn(prepared, cpu, input_shape, rounds, min_run_time)
                 rows.append({"runtime": runtime, "threads": n,
                              **{f"{name} (ms)": round(v, 3) for name, v in ms.items()},
                              **{f"{name} speedup (x)": round(ms[reference] / v, 2)

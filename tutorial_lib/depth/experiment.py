@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import copy
-import statistics
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -279,16 +278,11 @@ def frames_per_second(models: dict[str, nn.Module], cfg, min_run_time: float = 0
     """Batch-1 frames per second (1000 / median latency in ms) of each model on every platform
     this machine has (``constraints.platforms``: the CPU with one thread and with all of them,
     CUDA when present) at ``depth_height x depth_width``: rows = model, columns = platform.
-    On each platform the models are timed in turn, ``rounds`` times, and each keeps its median
-    round, so that a slow spell of the machine falls on all of them rather than on one."""
-    ms: dict[str, dict[str, list[float]]] = {name: {} for name in models}
-    for p in platforms.available():
-        for _ in range(rounds):
-            for name, model in models.items():
-                ms[name].setdefault(p, []).append(platforms.measure(model, p, input_shape(cfg), min_run_time).median_ms)
+    On each platform the models are timed in turn (``platforms.measure_in_turn``), so that a
+    slow spell of the machine falls on all of them rather than on one."""
+    ms = {p: platforms.measure_in_turn(models, p, input_shape(cfg), rounds, min_run_time) for p in platforms.available()}
     torch.set_num_threads(repro.resolve_threads(cfg.threads))
-    return pd.DataFrame.from_dict({name: {p: 1000.0 / statistics.median(t) for p, t in per.items()}
-                                   for name, per in ms.items()}, orient="index")
+    return pd.DataFrame({p: {name: 1000.0 / v for name, v in per.items()} for p, per in ms.items()})
 
 
 def speed_ceiling(cfg) -> MonoDepth:
