@@ -125,4 +125,3 @@ def measure_in_turn(models: dict[str, nn.Module], platform: str | Platform, inpu
         for name, model in models.items():
             times[name].append(measure(model, platform, input_shape, min_run_time).median_ms)
     return {name: statistics.median(t) for name, t in times.items()}
-
