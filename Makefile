@@ -1,5 +1,7 @@
 # Compression tutorials. `make tables` regenerates every table; `make test` checks everything.
 PROFILE ?= tutorial
+SEEDS ?= 1 2
+ARGS ?=
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,13 +11,14 @@ PYTEST_FLAGS ?= -q -p no:cacheprovider --durations=12
 # tests/test_notebooks.py, but nbval has no committed outputs to compare (none at present).
 NBVAL_PENDING :=
 
-.PHONY: setup tables notebooks test test-fast bench lab clean help
+.PHONY: setup tables notebooks tolerances test test-fast bench lab clean help
 
 help:
-	@echo "make tables [PROFILE=smoke|tutorial|paper]  run every notebook, write results/<profile>/REPORT.md"
+	@echo "make tables [PROFILE=smoke|tutorial|paper] [ARGS='--seed 1 -p NAME VALUE']  run every notebook, write results/<profile>/REPORT.md"
 	@echo "make test        unit tests + smoke notebooks + nbval on the committed notebooks"
 	@echo "make test-fast   unit tests + smoke notebooks only (inner loop)"
-	@echo "make notebooks   refresh the committed notebook outputs (tutorial profile)"
+	@echo "make notebooks   refresh the committed notebook outputs and notebooks/tables (tutorial profile)"
+	@echo "make tolerances  re-run every lesson with SEEDS (default 1 2) and derive notebooks/tables/tolerances.csv"
 	@echo "make bench       print the speed figures and lesson 03's targets"
 	@echo "make setup | lab | clean"
 
@@ -29,14 +32,23 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 tables: $(STAMP)
-	$(PY) -m tutorial_lib.run --profile $(PROFILE)
+	$(PY) -m tutorial_lib.run --profile $(PROFILE) $(ARGS)
 
 notebooks: $(STAMP)
 	$(PY) -m tutorial_lib.run --profile tutorial --in-place
 
+# The spread behind the tolerances: every lesson again with each seed of SEEDS, then the
+# per-cell tolerances derived from those runs and the committed one (seed 0).
+tolerances: $(STAMP)
+	for s in $(SEEDS); do $(PY) -m tutorial_lib.run --seed $$s --results results/seeds/seed$$s || exit 1; done
+	$(PY) -m tutorial_lib.reproduce derive results/tutorial $(foreach s,$(SEEDS),results/seeds/seed$(s)/tutorial)
+
+# nbval re-runs the committed notebooks first and compares their exact cells; the tables that
+# run writes (results/tutorial/tables) are then compared with notebooks/tables within the
+# tolerances in notebooks/tables/tolerances.csv (tests/test_reproduce.py), with the unit tests.
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_FLAGS) tests notebooks --nbval-lax --nbval-current-env \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg $(addprefix --ignore=,$(NBVAL_PENDING))
+	TQDM_DISABLE=1 TUTORIAL_CHECK_MEASURED=1 $(PY) -m pytest $(PYTEST_FLAGS) notebooks tests --nbval-lax \
+		--nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg $(addprefix --ignore=,$(NBVAL_PENDING))
 
 test-fast: $(STAMP)
 	$(PY) -m pytest $(PYTEST_FLAGS) tests

@@ -138,3 +138,28 @@ def test_constrained_runs_meet_their_budgets(setting, table):
     ex.plot_runs(runs)
     speed = ex.platform_speedups({"p": runs["params"].model}, model, bundle, [P1], (1,), min_run_time=0.01)
     assert list(speed.columns) == ["model", f"speedup [{P1}, batch 1]"]
+
+
+class NoisyTable:
+    """A latency table whose timings say the one-channel model is *slower* than the full one,
+    as timing noise on a tiny model can: the inverted range of issue 17."""
+
+    def __init__(self, full_ms=0.389, one_channel_ms=0.585):
+        self.full_ms, self.one_channel_ms = full_ms, one_channel_ms
+
+    def estimate(self, topo, input_shape, platform, num_classes=None):
+        return self.one_channel_ms if set(topo.widths) == {1} else self.full_ms
+
+
+def test_an_inverted_latency_range_is_handled_not_raised(setting):
+    cfg, bundle, model = setting
+    table = NoisyTable()
+    low, high = ex.budgets.feasible_range(ex.full_topology(model), "latency", ex.shape_of(bundle), P1, table=table)
+    assert (low, high) == (0.389, 0.585)  # returned in order
+    budget_map = ex.make_budgets(cfg.replace(budget_latency_fraction=0.95), model, bundle, table)
+    assert budget_map["latency"].value == pytest.approx(0.389)  # 0.95 x full would fall below the range: its edge
+    assert ex.check(budget_map["latency"], model, bundle, table) == (0.389, 0.585)
+    degenerate = NoisyTable(0.4, 0.4)
+    assert ex.make_budgets(cfg, model, bundle, degenerate)["latency"].value == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="outside the feasible range"):  # a budget far outside still is an error
+        ex.check(Budget("latency", 0.01, P1), model, bundle, table)

@@ -10,13 +10,12 @@ from tutorial_lib import paths, run, tables
 @pytest.mark.notebook
 @pytest.mark.parametrize("nb", run.notebooks(), ids=lambda p: p.name)
 def test_notebook_runs_at_smoke_profile(nb, tmp_path):
-    seconds = run.execute(nb, "smoke", tmp_path / nb.name)
+    run.execute(nb, "smoke", tmp_path / nb.name)
     lesson = nb.name[:2]
     items = [i for i in tables.manifest("smoke") if i["lesson"] == lesson]
     assert any(i["kind"] == "table" for i in items) and any(i["kind"] == "figure" for i in items)
     for item in items:
         assert (paths.results_dir("smoke") / item.get("csv", item.get("png"))).exists()
-    assert seconds < 600  # a sanity bound, not a speed target (see `make bench`)
 
 
 @pytest.mark.notebook

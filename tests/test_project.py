@@ -59,3 +59,18 @@ def test_readme_shows_the_two_commands_and_ci_runs_make_test():
 def test_published_numbers_are_packaged_not_read_from_shared():
     for path in (ROOT / "tutorial_lib").rglob("*.py"):
         assert "shared/" not in path.read_text(), path
+
+
+# What must not be stored in a committed output: log lines of torch or its profiler,
+# warnings, and progress bars (a notebook viewed on a code host reads as a lesson).
+OUTPUT_NOISE = re.compile(r"No CUDA runtime|cpp_extension|USDT:|gpuGetDeviceCount|Warning|WARNING|it/s\]|\d+%\|")
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_outputs_carry_no_logs_warnings_or_progress_bars(nb):
+    code = [c for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
+    for i, cell in enumerate(code):
+        for output in cell.get("outputs", []):
+            assert output.get("name") != "stderr", f"code cell {i} of {nb.name} stores stderr: {output.get('text')}"
+            text = "".join(output.get("text", "")) + "".join(output.get("data", {}).get("text/plain", ""))
+            assert not OUTPUT_NOISE.search(text), f"code cell {i} of {nb.name}: {OUTPUT_NOISE.search(text)[0]!r}"

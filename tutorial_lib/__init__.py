@@ -12,3 +12,10 @@ latency), ``tables``/``report`` (published-beside-measured tables and REPORT.md)
 """
 
 __version__ = "0.1.0"
+
+import logging as _logging
+
+# torch's CUDA wheels look for a CUDA toolkit when torch.utils.cpp_extension is imported
+# (torch.compile and the FLOP counter pull it in) and log a warning on a machine without a
+# GPU. It says nothing about the lessons, and in a notebook it lands in the committed outputs.
+_logging.getLogger("torch.utils.cpp_extension").setLevel(_logging.ERROR)

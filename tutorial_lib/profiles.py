@@ -392,6 +392,16 @@ def resolve(profile: str = "tutorial", **overrides: Any) -> Config:
     return Config(profile=profile, **checked)
 
 
+def resolve_parameters(profile: str = "tutorial", **overrides: Any) -> Config:
+    """:func:`resolve` for a notebook's configuration cell: first rejects any name that
+    papermill injected but the notebook's parameters cell does not declare
+    (:func:`tutorial_lib.parameters.check_injected`), then validates the values."""
+    from tutorial_lib import parameters
+
+    parameters.check_injected()
+    return resolve(profile, **overrides)
+
+
 def _overrides_of(cfg: Config) -> dict[str, Any]:
     return {name: getattr(cfg, name) for name in SPECS}
 

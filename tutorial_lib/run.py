@@ -1,19 +1,26 @@
 """Run every lesson notebook with papermill at one profile, then build REPORT.md.
 
-    python -m tutorial_lib.run --profile tutorial          # what `make tables` does
+    python -m tutorial_lib.run --profile tutorial             # what `make tables` does
     python -m tutorial_lib.run --profile tutorial --in-place  # refresh the committed outputs
+    python -m tutorial_lib.run --seed 1 --results results/seeds/seed1   # the lessons with another seed
+    python -m tutorial_lib.run --only 02 -p prune_lambda 0.02          # one lesson, one parameter
 
 Executed notebooks go to ``results/<profile>/notebooks/``; wall times to ``timings.json``.
+Every parameter is checked against each notebook's parameters cell before the first one
+starts (``tutorial_lib.parameters``). Progress bars are switched off (``TQDM_DISABLE``):
+an executed notebook keeps its outputs, and a stored progress bar is noise in them.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
+import os
 import time
 from pathlib import Path
 
-from tutorial_lib import paths, profiles, report
+from tutorial_lib import parameters, paths, profiles, report, reproduce
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
@@ -28,24 +35,51 @@ def execute(notebook: Path, profile: str, output: Path, parameters: dict | None 
 
     params = {} if profile == "tutorial" and not parameters else {"profile": profile, **(parameters or {})}
     output.parent.mkdir(parents=True, exist_ok=True)
+    os.environ["TQDM_DISABLE"] = "1"  # inherited by the kernel
     start = time.perf_counter()
     pm.execute_notebook(str(notebook), str(output), parameters=params, cwd=str(notebook.parent),
                         kernel_name="python3", progress_bar=False)
     return time.perf_counter() - start
 
 
-def run(profile: str, only: list[str] | None = None, in_place: bool = False) -> Path:
+def parse_value(text: str):
+    """A ``-p NAME VALUE`` value as papermill's ``-y``/``-p`` would read it: a Python literal
+    (number, None, True, list) where it parses as one, else the string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def run(profile: str, only: list[str] | None = None, in_place: bool = False, params: dict | None = None) -> Path:
+    """Execute the lessons (all, or ``only``) at ``profile`` and build the report.
+
+    ``params`` go to every notebook that declares them; a name that no selected notebook
+    declares, or a bad profile, is rejected before any notebook starts.
+    """
     profiles.resolve(profile)  # reject a bad profile before any work
+    params = dict(params or {})
+    selected = notebooks(only)
+    declared = {nb.name: parameters.declared(nb) for nb in selected}
+    unknown = set(params) - set().union(*declared.values())
+    if unknown:
+        valid = sorted(set().union(*declared.values()))
+        raise parameters.UnknownParameterError(
+            f"unknown parameter(s) {', '.join(sorted(unknown))}; valid parameters of the selected lessons: "
+            f"{', '.join(valid)}")
     folder = paths.results_dir(profile)
     timing_file = folder / "timings.json"
     wall = json.loads(timing_file.read_text()) if timing_file.exists() else {}
     wall = {name: t for name, t in wall.items() if name in {nb.name for nb in notebooks()}}  # drop removed lessons
-    for nb in notebooks(only):
+    for nb in selected:
         out = nb if in_place else folder / "notebooks" / nb.name
-        print(f"[{profile}] {nb.name} ...", flush=True)
-        wall[nb.name] = execute(nb, profile, out)
+        mine = {k: v for k, v in params.items() if k in declared[nb.name]}
+        print(f"[{profile}] {nb.name} {mine or ''}...", flush=True)
+        wall[nb.name] = execute(nb, profile, out, mine)
         print(f"[{profile}] {nb.name} done in {wall[nb.name]:.1f} s", flush=True)
         timing_file.write_text(json.dumps(dict(sorted(wall.items())), indent=1))
+    if in_place:
+        print(f"{len(reproduce.freeze())} tables copied to {reproduce.committed_dir()} (the committed figures)")
     path = report.build(profile)
     print(f"report: {path}")
     return path
@@ -56,10 +90,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", default="tutorial", choices=list(profiles.PROFILES))
     parser.add_argument("--only", nargs="*", help="lesson numbers to run, e.g. 01 02")
     parser.add_argument("--in-place", action="store_true", help="write outputs into notebooks/ (tutorial profile)")
+    parser.add_argument("--seed", type=int, default=None, help="the seed of every lesson (default: the profile's)")
+    parser.add_argument("--results", default=None, help="results folder (default: $TUTORIAL_RESULTS or results/)")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="a notebook parameter, as papermill's -p (repeatable)")
     args = parser.parse_args(argv)
-    if args.in_place and args.profile != "tutorial":
-        parser.error("--in-place is for the tutorial profile only: the committed outputs are tutorial outputs")
-    run(args.profile, args.only, args.in_place)
+    if args.in_place and (args.profile != "tutorial" or args.seed is not None or args.parameter):
+        parser.error("--in-place is for the tutorial profile with its defaults only: the committed outputs are those")
+    if args.results:
+        os.environ["TUTORIAL_RESULTS"] = str(Path(args.results).resolve())
+    params = {name: parse_value(value) for name, value in args.parameter}
+    if args.seed is not None:
+        params["seed"] = args.seed
+    try:
+        run(args.profile, args.only, args.in_place, params)
+    except parameters.UnknownParameterError as e:
+        parser.error(str(e))
 
 
 if __name__ == "__main__":

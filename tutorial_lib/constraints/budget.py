@@ -163,7 +163,13 @@ def lower_bound_spec(spec: SpecLike, input_shape: tuple[int, ...] = (1, 3, 32, 3
 
 def feasible_range(spec: SpecLike, kind: str, input_shape: tuple[int, ...], platform: str | None = None, *,
                    table: latency_table.LatencyTable | None = None) -> tuple[float, float]:
-    """``(low, high)``: the cost of the one-channel-per-conv model and of the full one."""
+    """``(low, high)``: the cost of the one-channel-per-conv model and of the full one.
+
+    Parameters and FLOPs always grow with the channels. A latency does not have to: on a
+    small model, timing noise (or a platform where one-channel convs run no faster) can put
+    the one-channel model at or above the full one. Such an inverted range is returned in
+    order, ``(cheaper, dearer)``, so that a budget between the two is still accepted rather
+    than a timing deciding that no budget is possible."""
     if isinstance(spec, nn.Module):
         spec = latency_table.topology(spec)
     # the full model first: a latency table calibrates on the first model it is asked about, and the
@@ -171,7 +177,7 @@ def feasible_range(spec: SpecLike, kind: str, input_shape: tuple[int, ...], plat
     # one-channel model they would all collapse to that one model
     high = spec_cost(spec, kind, input_shape, platform, table=table)
     low = spec_cost(lower_bound_spec(spec, input_shape), kind, input_shape, platform, table=table)
-    return low, high
+    return (low, high) if low <= high else (high, low)
 
 
 def check(budget: Budget, spec: SpecLike, input_shape: tuple[int, ...] | None = None, *,

@@ -302,10 +302,13 @@ def make_budgets(cfg, model: nn.Module, bundle: data.DataBundle,
     params = cfg.budget_params or int(cfg.budget_params_fraction * budgets.spec_cost(topo, "params", one))
     flops = int(cfg.budget_flops_fraction * budgets.spec_cost(topo, "flops", one))
     lat_shape = shape_of(bundle, cfg.latency_batch)
-    latency = cfg.budget_latency_fraction * budgets.spec_cost(topo, "latency", lat_shape, cfg.latency_platform,
-                                                              table=table)
+    full_ms = budgets.spec_cost(topo, "latency", lat_shape, cfg.latency_platform, table=table)
+    low_ms, high_ms = budgets.feasible_range(topo, "latency", lat_shape, cfg.latency_platform, table=table)
+    # a fraction of the full model's estimate, held inside the range those same estimates span:
+    # where timing noise squeezes (or inverts) the range, the budget sits at its edge, never outside
+    latency = min(max(cfg.budget_latency_fraction * full_ms, low_ms), high_ms)
     out = {"params": Budget("params", params), "flops": Budget("flops", flops),
-           "latency": Budget("latency", round(latency, 4), cfg.latency_platform, cfg.latency_batch)}
+           "latency": Budget("latency", latency, cfg.latency_platform, cfg.latency_batch)}
     for b in out.values():
         check(b, model, bundle, table)
     return out

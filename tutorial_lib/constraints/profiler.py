@@ -14,7 +14,10 @@ Memory is the net memory a layer's operators allocated (mostly its output tensor
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
+import sys
 
 import pandas as pd
 import torch
@@ -25,6 +28,25 @@ from torch.profiler import ProfilerActivity, profile, record_function
 LAYER_PREFIX = "layer::"
 MODEL_KEY = "model::forward"
 COLUMNS = ["name", "type", "calls", "self_cpu_ms", "cpu_ms", "cuda_ms", "cpu_memory_mb", "cuda_memory_mb", "share_pct"]
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Send what native code writes to file descriptor 2 to /dev/null for the block.
+
+    The profiler's C++ side (kineto) logs ``profiler_start``/``profiler_stop`` lines and a
+    failed GPU count straight to fd 2, past Python; in a notebook they would land in the
+    cell's output. Python's own ``sys.stderr`` (warnings, tracebacks) is left as it is.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def leaf_modules(model: nn.Module) -> dict[str, nn.Module]:
@@ -134,7 +156,7 @@ def profile_layers(
         if cuda:
             torch.cuda.synchronize(device)
         handles = _attach(model)
-        with profile(activities=activities, profile_memory=True) as prof:
+        with native_stderr_silenced(), profile(activities=activities, profile_memory=True) as prof:
             for _ in range(repeats):
                 with record_function(MODEL_KEY):
                     model(x)

@@ -1,0 +1,94 @@
+"""Reproducible tables: exact cells match as text, trained cells within a tolerance derived
+from the spread over seeds, timings are never compared."""
+
+import os
+
+import pandas as pd
+import pytest
+
+from tutorial_lib import paths, reproduce
+
+# Read before the autouse fixture points TUTORIAL_RESULTS at a temporary folder: the tables
+# that nbval's re-run of the committed notebooks wrote (make test runs nbval first).
+FRESH = paths.results_root() / "tutorial" / "tables"
+REQUIRE_FRESH = os.environ.get("TUTORIAL_CHECK_MEASURED") == "1"
+
+
+def _run(folder, top1, kept, ms, signature="[16, 'M']"):
+    tables = folder / "tables"
+    tables.mkdir(parents=True)
+    pd.DataFrame({"method": ["baseline", "joint"], "top-1 %": top1, "params": [1000, 400],
+                  "ms [torch-cpu-1t]": ms, "signature": ["[32, 'M']", signature]}).to_csv(
+        tables / "02_vgg19.csv", index=False)
+    pd.DataFrame({"quantity": ["channels kept (%)", "parameters, full model"], "ours": [kept, 1256922],
+                  "published": [21.35, 20090000]}).to_csv(tables / "01_summary.csv", index=False)
+    return folder
+
+
+@pytest.fixture
+def seeds(tmp_path):
+    return [_run(tmp_path / "s0", [90.0, 88.0], 85.0, [1.0, 0.5]),
+            _run(tmp_path / "s1", [91.0, 86.0], 86.0, [1.2, 0.4], signature="[15, 'M']"),
+            _run(tmp_path / "s2", [89.0, 87.0], 87.0, [0.9, 0.7])]
+
+
+def test_derive_sorts_cells_into_exact_measured_timed_and_varying(seeds):
+    tol = reproduce.derive(seeds).set_index(["table", "row", "column"])
+    assert tol.loc[("02_vgg19", "baseline", "params"), "status"] == "exact"
+    assert tol.loc[("02_vgg19", "joint", "ms [torch-cpu-1t]"), "status"] == "timed"
+    assert tol.loc[("02_vgg19", "joint", "signature"), "status"] == "varies"
+    assert tol.loc[("01_summary", "parameters, full model", "ours"), "status"] == "exact"
+    assert tol.loc[("01_summary", "channels kept (%)", "published"), "status"] == "exact"
+    joint = tol.loc[("02_vgg19", "joint", "top-1 %")]
+    assert joint["status"] == "measured" and joint["sd"] == pytest.approx(1.0)
+    # the kind "top-1" pools the two top-1 cells (sd 1 each): 3 * sqrt(2) * 1
+    assert joint["tolerance"] == pytest.approx(4.2426, abs=1e-4)
+    with pytest.raises(ValueError, match="at least 3 runs"):
+        reproduce.derive(seeds[:2])
+
+
+def test_a_figure_moved_beyond_its_tolerance_fails_and_within_passes(seeds, tmp_path):
+    tol = reproduce.derive(seeds)
+    committed = reproduce.read_tables(seeds[0])
+    fresh = reproduce.read_tables(seeds[0])
+    assert reproduce.compare(fresh, committed, tol).empty
+    fresh["02_vgg19"].loc[1, "top-1 %"] = "92.0"  # +4.0, inside +-4.24
+    fresh["02_vgg19"].loc[1, "ms [torch-cpu-1t]"] = "9.9"  # a timing: never compared
+    fresh["02_vgg19"].loc[1, "signature"] = "[3, 'M']"  # varies with the seed: not compared
+    assert reproduce.compare(fresh, committed, tol).empty
+    fresh["02_vgg19"].loc[1, "top-1 %"] = "92.5"  # +4.5, beyond
+    fresh["01_summary"].loc[1, "ours"] = "1256923"  # an exact count, off by one
+    problems = reproduce.compare(fresh, committed, tol)
+    assert dict(zip(problems["column"], problems["allowed"])) == {"top-1 %": "±4.2426", "ours": "exact"}
+    fresh["02_vgg19"] = fresh["02_vgg19"].iloc[:1]
+    assert "same shape" in set(reproduce.compare(fresh, committed, tol)["allowed"])
+
+
+def test_committed_tables_have_tolerances_and_a_moved_trained_figure_fails():
+    committed = reproduce.read_tables(reproduce.committed_dir())
+    tol = reproduce.load_tolerances()
+    assert committed and set(tol["table"]) <= set(committed)
+    assert {"measured", "exact"} <= set(tol["status"]) and (tol.loc[tol.status == "measured", "tolerance"] > 0).all()
+    assert reproduce.compare(committed, committed, tol).empty
+    first = tol[(tol.status == "measured") & (tol.table == "01_summary")].iloc[0]
+    moved = {k: v.copy() for k, v in committed.items()}
+    df = moved[first.table]
+    row = [r for r, _, _ in reproduce.cells(first.table, df)].index(first.row)
+    old = float(df.loc[row, first.column])
+    df.loc[row, first.column] = str(old + 0.9 * first.tolerance)
+    assert reproduce.compare(moved, committed, tol).empty
+    df.loc[row, first.column] = str(old + 1.1 * first.tolerance)
+    problems = reproduce.compare(moved, committed, tol)
+    assert list(problems["row"]) == [first.row]
+
+
+@pytest.mark.skipif(not (REQUIRE_FRESH or FRESH.is_dir()), reason="no tutorial run to check: make test runs nbval first")
+def test_the_rerun_tables_match_the_committed_ones_within_tolerance():
+    """The tables written by nbval's re-run of the committed notebooks (or by `make tables`)
+    against ``notebooks/tables``: exact cells as text, trained cells within their tolerance."""
+    fresh = reproduce.read_tables(FRESH.parent)
+    committed = reproduce.read_tables(reproduce.committed_dir())
+    missing = sorted(set(committed) - set(fresh) - set(reproduce.SWEEPS))
+    assert not missing, f"the re-run wrote none of these committed tables: {missing}"
+    problems = reproduce.compare(fresh, committed, reproduce.load_tolerances())
+    assert problems.empty, "\n" + problems.to_string(index=False)

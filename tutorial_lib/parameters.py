@@ -1,0 +1,95 @@
+"""Strict notebook parameters: a name the ``parameters`` cell does not declare is an error.
+
+papermill only *warns* about a parameter a notebook does not declare, then runs the whole
+lesson with the defaults: ``-p prune_lamda 0.1`` (a typo) would cost a full run for
+nothing. Two checks close that door, both before any work:
+
+- :func:`check_injected` runs inside the kernel (every lesson's configuration cell calls
+  it through :func:`tutorial_lib.profiles.resolve_parameters`). It reads the kernel's own
+  input history: papermill injects its values as a cell that starts with ``# Parameters``
+  right after the cell tagged ``parameters``, so the names it assigns can be compared with
+  the names the parameters cell declares. This holds for plain ``papermill -p`` too.
+- :func:`check_notebook` runs before a notebook is started (``python -m tutorial_lib.run``,
+  ``make tables``), from papermill's own reading of the parameters cell.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Iterable, Sequence
+
+INJECTED_MARKER = "# Parameters"  # the first line of the cell papermill injects
+
+
+class UnknownParameterError(ValueError):
+    """A parameter was given that the notebook's parameters cell does not declare."""
+
+
+def assigned_names(source: str) -> list[str]:
+    """The names a cell assigns at top level (``a = 1``, ``a: int = 1``), in order."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names: list[str] = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, ast.AnnAssign) else []
+        names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return names
+
+
+def _message(unknown: Iterable[str], declared: Sequence[str], where: str) -> str:
+    return (f"unknown parameter(s) {', '.join(sorted(unknown))} for {where}; "
+            f"valid parameters: {', '.join(declared)}")
+
+
+def split_history(history: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``(declared, injected)`` from a kernel's input history (IPython's ``In``).
+
+    ``injected``: the names of the last cell papermill injected; ``declared``: the names of
+    the cell run just before it (the parameters cell). Both are empty when nothing was
+    injected (a notebook opened in JupyterLab, or re-run by nbval).
+    """
+    for i in range(len(history) - 1, 0, -1):
+        if history[i].lstrip().startswith(INJECTED_MARKER):
+            return assigned_names(history[i - 1]), assigned_names(history[i])
+    return [], []
+
+
+def check_history(history: Sequence[str], where: str = "this notebook") -> list[str]:
+    """Raise :class:`UnknownParameterError` when the injected names are not all declared;
+    return the declared names."""
+    declared, injected = split_history(history)
+    unknown = set(injected) - set(declared)
+    if unknown:
+        raise UnknownParameterError(_message(unknown, declared, where))
+    return declared
+
+
+def check_injected() -> list[str]:
+    """:func:`check_history` on the running kernel's history; a no-op outside IPython."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython ships with jupyterlab
+        return []
+    shell = get_ipython()
+    if shell is None:
+        return []
+    return check_history(shell.user_ns.get("In", []))
+
+
+def declared(notebook: str | Path) -> list[str]:
+    """The parameter names a notebook's ``parameters`` cell declares (papermill's reading)."""
+    import papermill as pm
+
+    return list(pm.inspect_notebook(str(notebook)))
+
+
+def check_notebook(notebook: str | Path, parameters: dict) -> None:
+    """Reject ``parameters`` naming anything ``notebook`` does not declare, before it starts."""
+    names = declared(notebook)
+    unknown = set(parameters) - set(names)
+    if unknown:
+        raise UnknownParameterError(_message(unknown, names, Path(notebook).name))

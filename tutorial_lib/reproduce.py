@@ -1,0 +1,251 @@
+"""Reproducible tables: what a re-run must match exactly, and what within a tolerance.
+
+A lesson's figures fall in three groups:
+
+- **exact**: architectures, parameter and FLOP counts of fixed models, published figures,
+  verdicts of checks. They do not depend on the order in which floating-point sums are
+  taken, so any machine gives the same text; nbval compares them (``NBVAL_CHECK_OUTPUT``).
+- **measured**: every figure that training produces (accuracy, kept channels, losses,
+  D1-all, budgets reached). Another CPU runs other kernels that round differently, and
+  training carries the last-bit difference into every trained number, much as another
+  seed would. So they are compared with the committed tables within a tolerance per cell,
+  derived from the spread of the same lesson re-run with other seeds (:func:`derive`).
+- **timed**: milliseconds, frames per second, speedups. They are printed figures and
+  never decide whether a check passes (:func:`is_timed`).
+
+The committed tables live in ``notebooks/tables/`` (copied from ``results/tutorial/tables``
+by ``make notebooks``), the tolerances in ``notebooks/tables/tolerances.csv``::
+
+    python -m tutorial_lib.run --seed 1 --results results/seeds/seed1   # each extra seed
+    python -m tutorial_lib.reproduce derive results/tutorial results/seeds/seed1 results/seeds/seed2
+    python -m tutorial_lib.reproduce check          # results/tutorial against notebooks/tables
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import shutil
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from tutorial_lib import paths
+
+# Three standard deviations of the difference of two independent runs (sd * sqrt(2)).
+SIGMAS = 3.0
+DIFFERENCE_SCALE = SIGMAS * math.sqrt(2.0)
+MIN_SEEDS = 3
+
+# Tables that hold nothing but timings, and the names of timed columns or rows elsewhere.
+TIMED_TABLES = ("03_fps", "03_time_by_part", "04_bounds", "04_bounds_layers", "04_platform_speedups")
+TIMED = re.compile(r"(\bms\b|latency|speedup|\bfps\b|frames per second|seconds|s / epoch|wall|time)", re.I)
+# Tables written only by sweeps that `make test` does not re-run (NBVAL_SKIP cells): checked
+# against the committed ones after `make tables`, not required after nbval.
+SWEEPS = ("02_frontier",)
+# Kinds of measure whose cells share one noise level: a cell's tolerance is never below the
+# pooled spread of its kind (three seeds estimate one cell's spread poorly; a kind pools many).
+KINDS = (
+    ("top-1 (points)", re.compile(r"top-1|accuracy|\bacc\b", re.I)),
+    ("D1-all (points)", re.compile(r"d1", re.I)),
+    ("share kept or removed (%)", re.compile(r"%|pct|removed|kept", re.I)),
+)
+PUBLISHED = re.compile(r"published|source|wanted", re.I)  # columns that are never measured
+COMMITTED = "notebooks/tables"
+TOLERANCES = "tolerances.csv"
+KEY = ["table", "row", "column"]
+
+
+def committed_dir() -> Path:
+    return paths.project_root() / COMMITTED
+
+
+def is_timed(table: str, label: str, column: str) -> bool:
+    """Whether a cell is a timing (never compared): a timing table, or a timed row or column."""
+    return table in TIMED_TABLES or bool(TIMED.search(str(column))) or bool(TIMED.search(str(label)))
+
+
+def kind_of(label: str, column: str) -> str | None:
+    """The kind of measure a cell belongs to (its row label and column name), if any."""
+    text = f"{label} {column}"
+    return next((name for name, pattern in KINDS if pattern.search(text)), None)
+
+
+def read_tables(folder: str | Path) -> dict[str, pd.DataFrame]:
+    """``{<lesson>_<name>: table}`` for every CSV in ``folder`` (or its ``tables/``)."""
+    folder = Path(folder)
+    if (folder / "tables").is_dir():
+        folder = folder / "tables"
+    return {p.stem: pd.read_csv(p, dtype=str, keep_default_na=False)
+            for p in sorted(folder.glob("*.csv")) if p.name != TOLERANCES}
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(str(text).replace(",", ""))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def cells(name: str, df: pd.DataFrame) -> Iterable[tuple[str, str, str]]:
+    """``(row, column, text)`` of every cell; a row is named by its first column and, where
+    that repeats, its position (``label #2``)."""
+    seen: dict[str, int] = {}
+    for _, record in df.iterrows():
+        label = str(record.iloc[0])
+        seen[label] = seen.get(label, 0) + 1
+        row = label if seen[label] == 1 else f"{label} #{seen[label]}"
+        for column in df.columns:
+            yield row, str(column), str(record[column])
+
+
+def derive(runs: Sequence[str | Path], min_seeds: int = MIN_SEEDS) -> pd.DataFrame:
+    """Per-cell tolerances from the same lesson run with several seeds (one folder a seed).
+
+    Each cell present in every run gets a status:
+    ``exact`` (the same text in every run), ``measured`` (a number that moved: its tolerance
+    is ``3 * sqrt(2)`` standard deviations, the sd taken as the larger of the cell's own and
+    the pooled sd of its kind), ``timed`` (never compared) or ``varies`` (text that changes
+    with the seed, such as a learned signature: not comparable, not compared).
+    """
+    if len(runs) < min_seeds:
+        raise ValueError(f"tolerances need at least {min_seeds} runs with different seeds, got {len(runs)}")
+    per_run = [read_tables(r) for r in runs]
+    names = sorted(set.intersection(*(set(t) for t in per_run)))
+    rows = []
+    for name in names:
+        values: dict[tuple[str, str], list[str]] = {}
+        for tables in per_run:
+            for row, column, text in cells(name, tables[name]):
+                values.setdefault((row, column), []).append(text)
+        for (row, column), texts in values.items():
+            if len(texts) < len(runs):
+                continue  # a row one seed did not produce
+            numbers = [_number(t) for t in texts]
+            label = row.split(" #")[0]
+            record = {"table": name, "row": row, "column": column, "kind": kind_of(label, column), "seeds": len(texts),
+                      "sd": 0.0}
+            if is_timed(name, label, column):
+                record["status"] = "timed"
+            elif len(set(texts)) == 1 and (record["kind"] is None or PUBLISHED.search(column) or numbers[0] is None):
+                record["status"] = "exact"
+            elif len(set(texts)) == 1:  # a trained figure that happened to agree: its kind's noise applies
+                record["status"] = "measured"
+            elif all(n is not None for n in numbers):
+                record.update(status="measured", sd=float(np.std(numbers, ddof=1)))
+            else:
+                record["status"] = "varies"
+            rows.append(record)
+    out = pd.DataFrame(rows, columns=KEY + ["status", "kind", "seeds", "sd"])
+    measured = out["status"] == "measured"
+    pooled = out[measured].groupby("kind")["sd"].apply(lambda s: float(np.sqrt(np.mean(np.square(s)))))
+    out["kind_sd"] = out["kind"].map(pooled).fillna(0.0)
+    out["tolerance"] = np.where(measured, DIFFERENCE_SCALE * np.maximum(out["sd"], out["kind_sd"]), 0.0)
+    out[["sd", "kind_sd", "tolerance"]] = out[["sd", "kind_sd", "tolerance"]].round(4)
+    return out
+
+
+def kind_summary(tolerances: pd.DataFrame) -> pd.DataFrame:
+    """One row per kind of measure: cells, pooled sd and the tolerance it implies."""
+    m = tolerances[tolerances["status"] == "measured"].fillna({"kind": "(own spread only)"})
+    return (m.groupby("kind").agg(cells=("sd", "size"), median_cell_sd=("sd", "median"),
+                                  pooled_sd=("kind_sd", "max"), median_tolerance=("tolerance", "median"),
+                                  max_tolerance=("tolerance", "max"))
+            .reset_index().round(3))
+
+
+def compare(fresh: dict[str, pd.DataFrame], committed: dict[str, pd.DataFrame],
+            tolerances: pd.DataFrame) -> pd.DataFrame:
+    """Every cell of ``fresh`` that differs from ``committed`` by more than its tolerance.
+
+    Exact and unknown cells must match as text; measured cells within ``tolerance``; timed
+    and varying cells are not compared. A table missing on either side, or with other
+    columns, is a difference too (tables of ``committed`` that ``fresh`` lacks are left to
+    the caller: a run may leave out a sweep).
+    """
+    tol = tolerances.set_index(KEY)
+    problems = []
+    for name, df in fresh.items():
+        if name not in committed:
+            problems.append({"table": name, "row": "", "column": "", "committed": "(no committed table)",
+                             "fresh": "", "allowed": ""})
+            continue
+        want = committed[name]
+        if list(want.columns) != list(df.columns) or len(want) != len(df):
+            problems.append({"table": name, "row": "", "column": "", "allowed": "same shape",
+                             "committed": f"{len(want)} rows x {list(want.columns)}",
+                             "fresh": f"{len(df)} rows x {list(df.columns)}"})
+            continue
+        for (row, column, old), (_, _, new) in zip(cells(name, want), cells(name, df)):
+            status, allowed = "exact", 0.0
+            if (name, row, column) in tol.index:
+                entry = tol.loc[(name, row, column)]
+                status, allowed = entry["status"], float(entry["tolerance"])
+            if status in ("timed", "varies") or old == new:
+                continue
+            a, b = _number(old), _number(new)
+            if status == "measured" and a is not None and b is not None and abs(a - b) <= allowed + 1e-9:
+                continue
+            problems.append({"table": name, "row": row, "column": column, "committed": old, "fresh": new,
+                             "allowed": f"±{allowed:g}" if status == "measured" else "exact"})
+    return pd.DataFrame(problems, columns=KEY + ["committed", "fresh", "allowed"])
+
+
+def freeze(results: str | Path | None = None, target: str | Path | None = None) -> list[Path]:
+    """Copy a tutorial run's CSV tables into ``notebooks/tables`` (what ``make notebooks`` commits)."""
+    source = Path(results) if results else paths.results_dir("tutorial") / "tables"
+    target = Path(target) if target else committed_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for p in sorted(source.glob("*.csv")):
+        shutil.copyfile(p, target / p.name)
+        copied.append(target / p.name)
+    return copied
+
+
+def load_tolerances(folder: str | Path | None = None) -> pd.DataFrame:
+    path = Path(folder or committed_dir()) / TOLERANCES
+    if not path.exists():
+        raise FileNotFoundError(f"no tolerances at {path}: derive them with `python -m tutorial_lib.reproduce derive`")
+    return pd.read_csv(path, keep_default_na=False).replace({"kind": {"": None}})
+
+
+def check(fresh: str | Path | None = None, committed: str | Path | None = None) -> pd.DataFrame:
+    """:func:`compare` a run's tables (default ``results/tutorial``) with the committed ones."""
+    committed = Path(committed) if committed else committed_dir()
+    fresh_tables = read_tables(fresh or paths.results_dir("tutorial"))
+    return compare(fresh_tables, read_tables(committed), load_tolerances(committed))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("derive", help="per-cell tolerances from runs with different seeds")
+    d.add_argument("runs", nargs="+", help="result folders (each holding tables/), one per seed")
+    d.add_argument("--out", default=None, help=f"where to write {TOLERANCES} (default: {COMMITTED})")
+    c = sub.add_parser("check", help="compare a run's tables with the committed ones")
+    c.add_argument("--fresh", default=None, help="result folder of the run (default: results/tutorial)")
+    sub.add_parser("freeze", help="copy results/tutorial/tables/*.csv into notebooks/tables")
+    args = parser.parse_args(argv)
+    if args.command == "derive":
+        tolerances = derive(args.runs)
+        out = Path(args.out) if args.out else committed_dir()
+        out.mkdir(parents=True, exist_ok=True)
+        tolerances.to_csv(out / TOLERANCES, index=False)
+        print(tolerances["status"].value_counts().to_string())
+        print(kind_summary(tolerances).to_string(index=False))
+        return 0
+    if args.command == "freeze":
+        print(f"{len(freeze())} tables copied to {committed_dir()}")
+        return 0
+    problems = check(args.fresh)
+    print("every table within its tolerances" if problems.empty else problems.to_string(index=False))
+    return int(not problems.empty)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
