@@ -92,3 +92,18 @@ def test_the_rerun_tables_match_the_committed_ones_within_tolerance():
     assert not missing, f"the re-run wrote none of these committed tables: {missing}"
     problems = reproduce.compare(fresh, committed, reproduce.load_tolerances())
     assert problems.empty, "\n" + problems.to_string(index=False)
+
+
+def test_seed_summary_gives_mean_sd_and_the_test_set_standard_error(seeds):
+    summary = reproduce.seed_summary("02_vgg19", ["method"], ["top-1 %"], runs=seeds, test_images=1620)
+    joint = summary.set_index("method").loc["joint"]
+    assert (joint["seeds"], joint["top-1 % mean"], joint["top-1 % sd"]) == (3, 87.0, 1.0)
+    assert joint["top-1 % test-set SE"] == pytest.approx(100 * (0.87 * 0.13 / 1620) ** 0.5, abs=0.01)
+    with pytest.raises(FileNotFoundError, match="02_missing"):
+        reproduce.seed_summary("02_missing", ["method"], ["top-1 %"], runs=seeds)
+
+
+def test_the_standard_error_counts_the_tutorial_test_set():
+    from tutorial_lib import data, profiles
+
+    assert len(data.load(profiles.resolve("tutorial")).test) == reproduce.TUTORIAL_TEST_IMAGES

@@ -16,8 +16,8 @@ A lesson's figures fall in three groups:
 The committed tables live in ``notebooks/tables/`` (copied from ``results/tutorial/tables``
 by ``make notebooks``), the tolerances in ``notebooks/tables/tolerances.csv``::
 
-    python -m tutorial_lib.run --seed 1 --results results/seeds/seed1   # each extra seed
-    python -m tutorial_lib.reproduce derive results/tutorial results/seeds/seed1 results/seeds/seed2
+    make notebooks      # seed 0: the committed outputs, and their tables in notebooks/tables
+    make tolerances     # seeds 1 and 2 into notebooks/tables/seed<N>/, then tolerances.csv
     python -m tutorial_lib.reproduce check          # results/tutorial against notebooks/tables
 """
 
@@ -55,6 +55,7 @@ KINDS = (
 )
 PUBLISHED = re.compile(r"published|source|wanted", re.I)  # columns that are never measured
 COMMITTED = "notebooks/tables"
+TUTORIAL_TEST_IMAGES = 1620  # digits_m's test split (540 digits x 3 blends): the standard error's n
 TOLERANCES = "tolerances.csv"
 KEY = ["table", "row", "column"]
 
@@ -158,6 +159,44 @@ def kind_summary(tolerances: pd.DataFrame) -> pd.DataFrame:
             .reset_index().round(3))
 
 
+def seed_runs(folder: str | Path | None = None) -> list[Path]:
+    """The committed runs of the tutorial profile: seed 0 (``notebooks/tables``) and each
+    ``seed<N>/`` folder beside it (``make tolerances`` writes them)."""
+    folder = Path(folder) if folder else committed_dir()
+    return [folder] + sorted(p for p in folder.glob("seed[0-9]*") if p.is_dir())
+
+
+def seed_summary(table: str, labels: Sequence[str], values: Sequence[str], runs: Sequence[str | Path] | None = None,
+                 test_images: int | None = None) -> pd.DataFrame:
+    """Mean ± standard deviation over seeds of the ``values`` columns of ``table``, one row per
+    ``labels``; with ``test_images``, the test-set standard error of a top-1 at that mean.
+
+    Rows are matched by their labels, so a learned row (another signature with another seed)
+    still pairs with its counterparts. A gap between two rows means something only where it
+    exceeds their spread over seeds (and the test-set standard error).
+    """
+    runs = list(runs) if runs is not None else seed_runs()
+    frames = []
+    for i, run in enumerate(runs):
+        df = read_tables(run).get(table)
+        if df is None:
+            raise FileNotFoundError(f"{table}.csv is missing from {run}")
+        frames.append(df[list(labels) + list(values)].assign(run=i))
+    long = pd.concat(frames)
+    for column in values:
+        long[column] = pd.to_numeric(long[column].str.replace(",", ""), errors="coerce")
+    grouped = long.groupby(list(labels), sort=False)
+    out = grouped[list(values)].agg(["mean", "std"]).round(2)
+    out.columns = [f"{c} {stat}".replace(" std", " sd") for c, stat in out.columns]
+    out.insert(0, "seeds", grouped["run"].nunique())
+    if test_images:
+        for column in values:
+            p = out[f"{column} mean"].clip(0, 100) / 100
+            if column.lower().startswith("top-1"):
+                out[f"{column} test-set SE"] = (100 * np.sqrt(p * (1 - p) / test_images)).round(2)
+    return out.reset_index()
+
+
 def compare(fresh: dict[str, pd.DataFrame], committed: dict[str, pd.DataFrame],
             tolerances: pd.DataFrame) -> pd.DataFrame:
     """Every cell of ``fresh`` that differs from ``committed`` by more than its tolerance.
@@ -225,14 +264,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("derive", help="per-cell tolerances from runs with different seeds")
-    d.add_argument("runs", nargs="+", help="result folders (each holding tables/), one per seed")
+    d.add_argument("runs", nargs="*", help="result folders (each holding tables/), one per seed "
+                                          f"(default: {COMMITTED} and its seed<N>/ folders)")
     d.add_argument("--out", default=None, help=f"where to write {TOLERANCES} (default: {COMMITTED})")
     c = sub.add_parser("check", help="compare a run's tables with the committed ones")
     c.add_argument("--fresh", default=None, help="result folder of the run (default: results/tutorial)")
-    sub.add_parser("freeze", help="copy results/tutorial/tables/*.csv into notebooks/tables")
+    f = sub.add_parser("freeze", help="copy a run's tables (default results/tutorial/tables) into notebooks/tables")
+    f.add_argument("--source", default=None, help="folder of CSV tables to copy")
+    f.add_argument("--target", default=None, help=f"where to (default: {COMMITTED})")
     args = parser.parse_args(argv)
     if args.command == "derive":
-        tolerances = derive(args.runs)
+        tolerances = derive(args.runs or seed_runs())
         out = Path(args.out) if args.out else committed_dir()
         out.mkdir(parents=True, exist_ok=True)
         tolerances.to_csv(out / TOLERANCES, index=False)
@@ -240,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         print(kind_summary(tolerances).to_string(index=False))
         return 0
     if args.command == "freeze":
-        print(f"{len(freeze())} tables copied to {committed_dir()}")
+        print(f"{len(freeze(args.source, args.target))} tables copied to {args.target or committed_dir()}")
         return 0
     problems = check(args.fresh)
     print("every table within its tolerances" if problems.empty else problems.to_string(index=False))
