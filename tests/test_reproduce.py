@@ -107,3 +107,13 @@ def test_the_standard_error_counts_the_tutorial_test_set():
     from tutorial_lib import data, profiles
 
     assert len(data.load(profiles.resolve("tutorial")).test) == reproduce.TUTORIAL_TEST_IMAGES
+
+
+def test_versus_calls_a_gap_inside_two_standard_errors_a_tie(seeds):
+    summary = reproduce.seed_summary("02_vgg19", ["method"], ["top-1 %"], runs=seeds)
+    judged = reproduce.versus(summary, "top-1 %", {"method": "joint"}).set_index("method")
+    # baseline 90 +- 1 against joint 87 +- 1 over 3 seeds: gap 3 > 2 * sqrt(2/3) = 1.63
+    assert judged.loc["baseline", "verdict"] == "above" and judged.loc["joint", "verdict"] == "reference"
+    summary.loc[summary.method == "baseline", "top-1 % mean"] = 88.0  # gap 1 < 1.63
+    assert reproduce.versus(summary, "top-1 %", {"method": "joint"}).set_index("method").loc["baseline", "verdict"] \
+        == "tie"

@@ -33,7 +33,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from tutorial_lib import paths
+from tutorial_lib import paths, tables
 
 # Three standard deviations of the difference of two independent runs (sd * sqrt(2)).
 SIGMAS = 3.0
@@ -55,6 +55,7 @@ KINDS = (
 )
 PUBLISHED = re.compile(r"published|source|wanted", re.I)  # columns that are never measured
 COMMITTED = "notebooks/tables"
+LEARNED_COUNT = r"\s*\([\d,]+ params\)"
 TUTORIAL_TEST_IMAGES = 1620  # digits_m's test split (540 digits x 3 blends): the standard error's n
 TOLERANCES = "tolerances.csv"
 KEY = ["table", "row", "column"]
@@ -181,7 +182,10 @@ def seed_summary(table: str, labels: Sequence[str], values: Sequence[str], runs:
         df = read_tables(run).get(table)
         if df is None:
             raise FileNotFoundError(f"{table}.csv is missing from {run}")
-        frames.append(df[list(labels) + list(values)].assign(run=i))
+        df = df[list(labels) + list(values)].assign(run=i)
+        for label in labels:  # "joint-pruned (113,108 params)": the count is learned, the row is the same
+            df[label] = df[label].str.replace(LEARNED_COUNT, "", regex=True)
+        frames.append(df)
     long = pd.concat(frames)
     for column in values:
         long[column] = pd.to_numeric(long[column].str.replace(",", ""), errors="coerce")
@@ -195,6 +199,58 @@ def seed_summary(table: str, labels: Sequence[str], values: Sequence[str], runs:
             if column.lower().startswith("top-1"):
                 out[f"{column} test-set SE"] = (100 * np.sqrt(p * (1 - p) / test_images)).round(2)
     return out.reset_index()
+
+
+def versus(summary: pd.DataFrame, value: str, reference: dict[str, str]) -> pd.DataFrame:
+    """Each row's gap to the ``reference`` row (``{label column: label}``) in mean ``value``,
+    and whether it exceeds two standard errors of a difference of means over the seeds
+    (``sqrt((sd_a^2 + sd_b^2) / n)``): below that, the two are a tie."""
+    key, label = next(iter(reference.items()))
+    ref = summary[summary[key] == label].iloc[0]
+    mean, sd, n = summary[f"{value} mean"], summary[f"{value} sd"], summary["seeds"]
+    gap = (mean - ref[f"{value} mean"]).round(2)
+    se = ((sd**2 + ref[f"{value} sd"] ** 2) / n) ** 0.5
+    out = summary.copy()
+    out[f"gap to {label}"] = gap
+    out["2 SE of gap"] = (2 * se).round(2)
+    out["verdict"] = ["reference" if r[key] == label else ("above" if g > 0 else "below") if abs(g) > 2 * e
+                      else "tie" for (_, r), g, e in zip(summary.iterrows(), gap, se)]
+    return out
+
+
+# The tables that rank methods, summarised over seeds by ``python -m tutorial_lib.reproduce spread``.
+RANKED = (
+    ("01_summary", ["quantity"], ["ours"], None, None),
+    ("02_vgg19", ["method"], ["top-1 % (digits_m)", "params"], "top-1 % (digits_m)",
+     {"method": "Joint end-to-end pruning (ours)"}),
+    ("03_monodepth", None, None, None, None),
+    ("05_distillation", ["student", "method"], ["top-1 %", "gain over scratch"], "gain over scratch",
+     {"method": "student from scratch"}),
+)
+
+
+def spread_report(runs: Sequence[str | Path] | None = None) -> str:
+    """Markdown: every ranked table as mean ± sd over the seeds, with each gap judged."""
+    runs = list(runs) if runs is not None else seed_runs()
+    parts = [f"# The lessons over {len(runs)} seeds (tutorial profile)\n",
+             "Mean and standard deviation over the committed runs (seed 0 in `notebooks/tables/`, the "
+             "others in `seed<N>/`). A gap is read as a difference only where it exceeds two standard "
+             "errors of a difference of means; otherwise the two are a tie. Test-set standard error: "
+             f"{TUTORIAL_TEST_IMAGES:,} test images.\n"]
+    for table, labels, values, judged, reference in RANKED:
+        first = read_tables(runs[0]).get(table)
+        if first is None:
+            continue
+        if labels is None:  # the first column names the rows, every numeric column is summarised
+            labels = [first.columns[0]]
+            values = [c for c in first.columns[1:] if not is_timed(table, "", c) and not PUBLISHED.search(c)
+                      and pd.to_numeric(first[c].str.replace(",", ""), errors="coerce").notna().all()]
+        summary = seed_summary(table, labels, values, runs, TUTORIAL_TEST_IMAGES)
+        if judged and reference:  # judged within each group of the first label where there are two
+            groups = summary.groupby(labels[0], sort=False) if len(labels) > 1 else [(None, summary)]
+            summary = pd.concat([versus(g, judged, reference) for _, g in groups])
+        parts.append(f"## {table}\n\n{tables.to_markdown(summary)}\n")
+    return "\n".join(parts)
 
 
 def compare(fresh: dict[str, pd.DataFrame], committed: dict[str, pd.DataFrame],
@@ -272,7 +328,13 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("freeze", help="copy a run's tables (default results/tutorial/tables) into notebooks/tables")
     f.add_argument("--source", default=None, help="folder of CSV tables to copy")
     f.add_argument("--target", default=None, help=f"where to (default: {COMMITTED})")
+    sub.add_parser("spread", help=f"write {COMMITTED}/SEEDS.md: ranked tables as mean ± sd over the seeds")
     args = parser.parse_args(argv)
+    if args.command == "spread":
+        path = committed_dir() / "SEEDS.md"
+        path.write_text(spread_report())
+        print(f"written: {path}")
+        return 0
     if args.command == "derive":
         tolerances = derive(args.runs or seed_runs())
         out = Path(args.out) if args.out else committed_dir()
