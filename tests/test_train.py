@@ -24,6 +24,26 @@ def test_same_seed_same_weights_and_history(smoke_cfg):
     assert not torch.equal(a.classifier.weight, c.classifier.weight)
 
 
+def test_skipping_the_nan_fill_of_deterministic_mode_changes_no_bit(smoke_cfg, monkeypatch):
+    """repro turns torch's fill of uninitialised memory off for speed: training must come out
+    bit-for-bit as with the fill on (a kernel reading memory it never wrote would show here)."""
+    import torch.utils.deterministic as det
+
+    fast, _ = _fit(smoke_cfg.replace(epochs=1))
+    assert det.fill_uninitialized_memory is False
+    seed_everything = train.repro.seed_everything
+
+    def with_fill(*args, **kwargs):
+        generator = seed_everything(*args, **kwargs)
+        det.fill_uninitialized_memory = True
+        return generator
+
+    monkeypatch.setattr(train.repro, "seed_everything", with_fill)
+    filled, _ = _fit(smoke_cfg.replace(epochs=1))
+    det.fill_uninitialized_memory = False
+    assert all(torch.equal(p, q) for p, q in zip(fast.state_dict().values(), filled.state_dict().values()))
+
+
 def test_interrupted_run_resumes_to_the_same_result(smoke_cfg, tmp_path):
     cfg = smoke_cfg.replace(epochs=3)
     straight, h_straight = _fit(cfg, tmp_path / "straight")
