@@ -59,6 +59,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m tutorial_lib.bench masks
+	$(PY) -m tutorial_lib.bench train
 	$(PY) -m tutorial_lib.bench distill
 	$(PY) -m tutorial_lib.bench constraints
 	$(PY) -m tutorial_lib.bench depth

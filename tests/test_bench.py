@@ -30,3 +30,12 @@ def test_runtimes_benchmark_prints_a_row_per_runtime_and_thread_count(capsys, mo
     out = capsys.readouterr().out
     assert "pruned speedup (x)" in out and "ceiling speedup (x)" in out
     assert out.count("eager") == len({1, platforms.all_threads()})
+
+
+def test_nan_fill_benchmark_prints_both_steps_and_restores_repro_setting(capsys):
+    import torch.utils.deterministic as det
+
+    bench.main(["train", "--profile", "smoke", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "with torch's NaN fill" in out and "without (repro's setting)" in out and "saved" in out
+    assert det.fill_uninitialized_memory is False

@@ -1,6 +1,7 @@
 """Benchmarks that print figures (median of repeats, threads fixed); tests never time.
 
     python -m tutorial_lib.bench masks        # training step with masks over the plain model
+    python -m tutorial_lib.bench train        # training step with and without deterministic mode's NaN fill
     python -m tutorial_lib.bench distill      # distillation step over plain step + teacher forward
     python -m tutorial_lib.bench depth        # lesson 03: params removed, D1-all change, batch-1 FPS ratio
     python -m tutorial_lib.bench runtimes     # lesson 03's speedup under channels-last and torch.compile
@@ -53,6 +54,31 @@ def masks_overhead(profile: str = "tutorial", repeats: int = 7, steps: int = 5) 
     p, m = statistics.median(t_plain), statistics.median(t_masked)
     return {"profile": profile, "arch": cfg.arch, "width": cfg.width, "batch": cfg.batch_size, "threads": threads,
             "plain_ms": 1e3 * p, "masked_ms": 1e3 * m, "ratio": m / p, "target": MASK_STEP_TARGET}
+
+
+def nan_fill_saving(profile: str = "tutorial", repeats: int = 7, steps: int = 5) -> dict:
+    """Median training-step time of the profile's VGG in deterministic mode with torch's NaN fill
+    of new tensors (torch's default) and without it (``repro``'s setting), interleaved."""
+    import torch.utils.deterministic as det
+
+    cfg = profiles.resolve(profile)
+    threads = repro.resolve_threads(cfg.threads)
+    repro.seed_everything(0, threads)
+    model = models.build(cfg, 10)
+    x, y = torch.randn(cfg.batch_size, 3, 32, 32), torch.randint(0, 10, (cfg.batch_size,))
+    times: dict[bool, list[float]] = {True: [], False: []}
+    try:
+        for i in range(repeats + 1):
+            for fill in (True, False):
+                det.fill_uninitialized_memory = fill
+                t = _step_times(model, x, y, 1, steps if i else 2)
+                if i:  # the first round warms up
+                    times[fill] += t
+    finally:
+        det.fill_uninitialized_memory = False
+    on, off = statistics.median(times[True]), statistics.median(times[False])
+    return {"arch": cfg.arch, "width": cfg.width, "batch": cfg.batch_size, "threads": threads,
+            "fill_ms": 1e3 * on, "no_fill_ms": 1e3 * off, "saving": 1 - off / on}
 
 
 def distill_overhead(profile: str = "tutorial", repeats: int = 7) -> dict:
@@ -172,7 +198,7 @@ def constraints_targets(profile: str = "tutorial", signatures: int = 8) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["masks", "distill", "depth", "runtimes", "constraints", "notebooks"])
+    parser.add_argument("what", choices=["masks", "train", "distill", "depth", "runtimes", "constraints", "notebooks"])
     parser.add_argument("--profile", default="tutorial", choices=list(profiles.PROFILES))
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
@@ -182,6 +208,12 @@ def main(argv: list[str] | None = None) -> None:
               f"median of {args.repeats} x 5 steps")
         print(f"  plain  {r['plain_ms']:8.2f} ms\n  masked {r['masked_ms']:8.2f} ms\n"
               f"  ratio  {r['ratio']:8.3f} (target <= {r['target']:.2f}: {'met' if r['ratio'] <= r['target'] else 'MISSED'})")
+    elif args.what == "train":
+        r = nan_fill_saving(args.profile, args.repeats)
+        print(f"training step in deterministic mode, {r['arch']} width {r['width']:g}, batch {r['batch']}, "
+              f"{r['threads']} threads, median of {args.repeats} x 5 steps")
+        print(f"  with torch's NaN fill of new tensors {r['fill_ms']:8.2f} ms\n"
+              f"  without (repro's setting)           {r['no_fill_ms']:8.2f} ms  ({100 * r['saving']:.0f}% saved)")
     elif args.what == "distill":
         r = distill_overhead(args.profile, args.repeats)
         print(f"distillation step, teacher {args.profile} VGG, student vgg8, batch {r['batch']}, {r['threads']} threads, "
