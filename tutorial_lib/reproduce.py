@@ -51,7 +51,7 @@ SWEEPS = ("02_frontier",)
 KINDS = (
     ("top-1 (points)", re.compile(r"top-1|accuracy|\bacc\b", re.I)),
     ("D1-all (points)", re.compile(r"d1", re.I)),
-    ("share kept or removed (%)", re.compile(r"%|pct|removed|kept", re.I)),
+    ("share kept or removed (%)", re.compile(r"%|pct", re.I)),
 )
 PUBLISHED = re.compile(r"published|source|wanted", re.I)  # columns that are never measured
 COMMITTED = "notebooks/tables"
