@@ -38,22 +38,37 @@ def _step_times(model, x, y, repeats: int, steps: int) -> list[float]:
     return times
 
 
-def masks_overhead(profile: str = "tutorial", repeats: int = 7, steps: int = 5) -> dict:
-    """Median training-step time of the profile's VGG with and without masks (interleaved)."""
+def _interleaved_medians(runs: dict, repeats: int, steps: int) -> dict[str, float]:
+    """Median step time of each ``runs[name](steps)`` (which returns per-step times), the runs
+    taken in turn ``repeats`` times after one warm-up round, so that drift in machine load
+    hits all of them alike."""
+    for run_steps in runs.values():
+        run_steps(2)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run_steps in runs.items():
+            times[name] += run_steps(steps)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _step_setting(profile: str):
+    """The profile's config, its threads (seeded), a fresh model and one batch."""
     cfg = profiles.resolve(profile)
     threads = repro.resolve_threads(cfg.threads)
     repro.seed_everything(0, threads)
-    plain = models.build(cfg, 10)
-    masked = masks.insert_masks(copy.deepcopy(plain))
     x, y = torch.randn(cfg.batch_size, 3, 32, 32), torch.randint(0, 10, (cfg.batch_size,))
-    _step_times(plain, x, y, 1, 2), _step_times(masked, x, y, 1, 2)  # warm-up
-    t_plain, t_masked = [], []
-    for _ in range(repeats):  # interleave so that drift in machine load hits both alike
-        t_plain += _step_times(plain, x, y, 1, steps)
-        t_masked += _step_times(masked, x, y, 1, steps)
-    p, m = statistics.median(t_plain), statistics.median(t_masked)
+    return cfg, threads, models.build(cfg, 10), x, y
+
+
+def masks_overhead(profile: str = "tutorial", repeats: int = 7, steps: int = 5) -> dict:
+    """Median training-step time of the profile's VGG with and without masks (interleaved)."""
+    cfg, threads, plain, x, y = _step_setting(profile)
+    masked = masks.insert_masks(copy.deepcopy(plain))
+    t = _interleaved_medians({"plain": lambda n: _step_times(plain, x, y, 1, n),
+                              "masked": lambda n: _step_times(masked, x, y, 1, n)}, repeats, steps)
     return {"profile": profile, "arch": cfg.arch, "width": cfg.width, "batch": cfg.batch_size, "threads": threads,
-            "plain_ms": 1e3 * p, "masked_ms": 1e3 * m, "ratio": m / p, "target": MASK_STEP_TARGET}
+            "plain_ms": 1e3 * t["plain"], "masked_ms": 1e3 * t["masked"], "ratio": t["masked"] / t["plain"],
+            "target": MASK_STEP_TARGET}
 
 
 def nan_fill_saving(profile: str = "tutorial", repeats: int = 7, steps: int = 5) -> dict:
@@ -61,24 +76,20 @@ def nan_fill_saving(profile: str = "tutorial", repeats: int = 7, steps: int = 5)
     of new tensors (torch's default) and without it (``repro``'s setting), interleaved."""
     import torch.utils.deterministic as det
 
-    cfg = profiles.resolve(profile)
-    threads = repro.resolve_threads(cfg.threads)
-    repro.seed_everything(0, threads)
-    model = models.build(cfg, 10)
-    x, y = torch.randn(cfg.batch_size, 3, 32, 32), torch.randint(0, 10, (cfg.batch_size,))
-    times: dict[bool, list[float]] = {True: [], False: []}
+    cfg, threads, model, x, y = _step_setting(profile)
+
+    def steps_with(fill: bool):
+        def run_steps(n: int) -> list[float]:
+            det.fill_uninitialized_memory = fill
+            return _step_times(model, x, y, 1, n)
+        return run_steps
+
     try:
-        for i in range(repeats + 1):
-            for fill in (True, False):
-                det.fill_uninitialized_memory = fill
-                t = _step_times(model, x, y, 1, steps if i else 2)
-                if i:  # the first round warms up
-                    times[fill] += t
+        t = _interleaved_medians({"fill": steps_with(True), "no_fill": steps_with(False)}, repeats, steps)
     finally:
         det.fill_uninitialized_memory = False
-    on, off = statistics.median(times[True]), statistics.median(times[False])
     return {"arch": cfg.arch, "width": cfg.width, "batch": cfg.batch_size, "threads": threads,
-            "fill_ms": 1e3 * on, "no_fill_ms": 1e3 * off, "saving": 1 - off / on}
+            "fill_ms": 1e3 * t["fill"], "no_fill_ms": 1e3 * t["no_fill"], "saving": 1 - t["no_fill"] / t["fill"]}
 
 
 def distill_overhead(profile: str = "tutorial", repeats: int = 7) -> dict:
@@ -202,16 +213,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", default="tutorial", choices=list(profiles.PROFILES))
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
+    if args.what in ("masks", "train"):
+        r = (masks_overhead if args.what == "masks" else nan_fill_saving)(args.profile, args.repeats)
+        print(f"training step{' in deterministic mode' if args.what == 'train' else ''}, {r['arch']} width "
+              f"{r['width']:g}, batch {r['batch']}, {r['threads']} threads, median of {args.repeats} x 5 steps")
     if args.what == "masks":
-        r = masks_overhead(args.profile, args.repeats)
-        print(f"training step, {r['arch']} width {r['width']:g}, batch {r['batch']}, {r['threads']} threads, "
-              f"median of {args.repeats} x 5 steps")
         print(f"  plain  {r['plain_ms']:8.2f} ms\n  masked {r['masked_ms']:8.2f} ms\n"
               f"  ratio  {r['ratio']:8.3f} (target <= {r['target']:.2f}: {'met' if r['ratio'] <= r['target'] else 'MISSED'})")
     elif args.what == "train":
-        r = nan_fill_saving(args.profile, args.repeats)
-        print(f"training step in deterministic mode, {r['arch']} width {r['width']:g}, batch {r['batch']}, "
-              f"{r['threads']} threads, median of {args.repeats} x 5 steps")
         print(f"  with torch's NaN fill of new tensors {r['fill_ms']:8.2f} ms\n"
               f"  without (repro's setting)           {r['no_fill_ms']:8.2f} ms  ({100 * r['saving']:.0f}% saved)")
     elif args.what == "distill":
