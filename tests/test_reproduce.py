@@ -43,6 +43,9 @@ def test_derive_sorts_cells_into_exact_measured_timed_and_varying(seeds):
     assert joint["status"] == "measured" and joint["sd"] == pytest.approx(1.0)
     # the kind "top-1" pools the two top-1 cells (sd 1 each): 3 * sqrt(2) * 1
     assert joint["tolerance"] == pytest.approx(4.2426, abs=1e-4)
+    (seeds[0] / "tables" / "01_summary.csv").rename(seeds[0] / "tables" / "01_new.csv")
+    tol = reproduce.derive(seeds)
+    assert set(tol.loc[tol.table == "01_new", "status"]) == {"underived"}  # only one run wrote it
     with pytest.raises(ValueError, match="at least 3 runs"):
         reproduce.derive(seeds[:2])
 

@@ -112,13 +112,19 @@ def derive(runs: Sequence[str | Path], min_seeds: int = MIN_SEEDS) -> pd.DataFra
     ``exact`` (the same text in every run), ``measured`` (a number that moved: its tolerance
     is ``3 * sqrt(2)`` standard deviations, the sd taken as the larger of the cell's own and
     the pooled sd of its kind), ``timed`` (never compared) or ``varies`` (text that changes
-    with the seed, such as a learned signature: not comparable, not compared).
+    with the seed, such as a learned signature: not comparable, not compared). A table that
+    not every run wrote (a lesson re-run with a newer notebook than the seed runs) is
+    ``underived``: listed, not compared, until the seeds are run again.
     """
     if len(runs) < min_seeds:
         raise ValueError(f"tolerances need at least {min_seeds} runs with different seeds, got {len(runs)}")
     per_run = [read_tables(r) for r in runs]
     names = sorted(set.intersection(*(set(t) for t in per_run)))
     rows = []
+    for name in sorted(set.union(*(set(t) for t in per_run)) - set(names)):  # a table some runs lack
+        having = [tables[name] for tables in per_run if name in tables]
+        rows += [{"table": name, "row": row, "column": column, "kind": None, "seeds": len(having), "sd": 0.0,
+                  "status": "underived"} for row, column, _ in cells(name, having[0])]
     for name in names:
         values: dict[tuple[str, str], list[str]] = {}
         for tables in per_run:
@@ -280,7 +286,7 @@ def compare(fresh: dict[str, pd.DataFrame], committed: dict[str, pd.DataFrame],
             if (name, row, column) in tol.index:
                 entry = tol.loc[(name, row, column)]
                 status, allowed = entry["status"], float(entry["tolerance"])
-            if status in ("timed", "varies") or old == new:
+            if status in ("timed", "varies", "underived") or old == new:
                 continue
             a, b = _number(old), _number(new)
             if status == "measured" and a is not None and b is not None and abs(a - b) <= allowed + 1e-9:
