@@ -60,3 +60,15 @@ def test_plain_papermill_rejects_an_out_of_range_value(tmp_path):
     with pytest.raises(pm.PapermillExecutionError, match=r"'epochs' = -3 is out of range"):
         pm.execute_notebook(str(nb), str(tmp_path / "out.ipynb"), cwd=str(nb.parent), kernel_name="python3",
                             parameters={"profile": "smoke", "epochs": -3}, progress_bar=False)
+
+
+@pytest.mark.parametrize("nb", run.notebooks(), ids=lambda p: p.name)
+def test_every_name_of_a_parameters_cell_is_declared(nb):
+    """Each assignment of the parameters cell counts, comments with '=' signs included
+    (papermill's own reader skips such a line: lesson 02's prune_epochs)."""
+    import json
+
+    cell = next(c for c in json.loads(nb.read_text())["cells"] if "parameters" in c["metadata"].get("tags", []))
+    lines = [line for line in "".join(cell["source"]).splitlines() if line and not line.startswith("#")]
+    assert parameters.declared(nb) == [line.split("=")[0].strip() for line in lines]
+    assert parameters.declared(nb)[0] == "profile"
