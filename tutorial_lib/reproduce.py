@@ -47,7 +47,7 @@ TIMED = re.compile(r"(\bms\b|latency|speedup|\bfps\b|frames per second|seconds|s
 # against the committed ones after `make tables`, not required after nbval.
 SWEEPS = ("02_frontier",)
 # Kinds of measure whose cells share one noise level: a cell's tolerance is never below the
-# pooled spread of its kind (three seeds estimate one cell's spread poorly; a kind pools many).
+# typical spread of its kind (three seeds estimate one cell's spread poorly; a kind has many cells).
 KINDS = (
     ("top-1 (points)", re.compile(r"top-1|accuracy|\bacc\b", re.I)),
     ("D1-all (points)", re.compile(r"d1", re.I)),
@@ -111,7 +111,7 @@ def derive(runs: Sequence[str | Path], min_seeds: int = MIN_SEEDS) -> pd.DataFra
     Each cell present in every run gets a status:
     ``exact`` (the same text in every run), ``measured`` (a number that moved: its tolerance
     is ``3 * sqrt(2)`` standard deviations, the sd taken as the larger of the cell's own and
-    the pooled sd of its kind), ``timed`` (never compared) or ``varies`` (text that changes
+    the median sd of its kind's cells), ``timed`` (never compared) or ``varies`` (text that changes
     with the seed, such as a learned signature: not comparable, not compared). A table that
     not every run wrote (a lesson re-run with a newer notebook than the seed runs) is
     ``underived``: listed, not compared, until the seeds are run again.
@@ -131,13 +131,13 @@ def derive(runs: Sequence[str | Path], min_seeds: int = MIN_SEEDS) -> pd.DataFra
             for row, column, text in cells(name, tables[name]):
                 values.setdefault((row, column), []).append(text)
         for (row, column), texts in values.items():
-            if len(texts) < len(runs):
-                continue  # a row one seed did not produce
             numbers = [_number(t) for t in texts]
             label = row.split(" #")[0]
             record = {"table": name, "row": row, "column": column, "kind": kind_of(label, column), "seeds": len(texts),
                       "sd": 0.0}
-            if is_timed(name, label, column):
+            if len(texts) < len(runs):  # a row that not every run wrote (a sweep left out of the seed runs)
+                record["status"] = "underived"
+            elif is_timed(name, label, column):
                 record["status"] = "timed"
             elif len(set(texts)) == 1 and (record["kind"] is None or PUBLISHED.search(column) or numbers[0] is None):
                 record["status"] = "exact"
@@ -150,7 +150,9 @@ def derive(runs: Sequence[str | Path], min_seeds: int = MIN_SEEDS) -> pd.DataFra
             rows.append(record)
     out = pd.DataFrame(rows, columns=KEY + ["status", "kind", "seeds", "sd"])
     measured = out["status"] == "measured"
-    pooled = out[measured].groupby("kind")["sd"].apply(lambda s: float(np.sqrt(np.mean(np.square(s)))))
+    # the kind's typical spread: the median over its cells that moved (robust to one erratic row,
+    # such as a method that collapses with one seed, which keeps its own larger spread)
+    pooled = out[measured & (out["sd"] > 0)].groupby("kind")["sd"].median()
     out["kind_sd"] = out["kind"].map(pooled).fillna(0.0)
     out["tolerance"] = np.where(measured, DIFFERENCE_SCALE * np.maximum(out["sd"], out["kind_sd"]), 0.0)
     out[["sd", "kind_sd", "tolerance"]] = out[["sd", "kind_sd", "tolerance"]].round(4)
@@ -158,10 +160,10 @@ def derive(runs: Sequence[str | Path], min_seeds: int = MIN_SEEDS) -> pd.DataFra
 
 
 def kind_summary(tolerances: pd.DataFrame) -> pd.DataFrame:
-    """One row per kind of measure: cells, pooled sd and the tolerance it implies."""
+    """One row per kind of measure: cells, the kind's median sd and the tolerances it implies."""
     m = tolerances[tolerances["status"] == "measured"].fillna({"kind": "(own spread only)"})
     return (m.groupby("kind").agg(cells=("sd", "size"), median_cell_sd=("sd", "median"),
-                                  pooled_sd=("kind_sd", "max"), median_tolerance=("tolerance", "median"),
+                                  kind_sd=("kind_sd", "max"), median_tolerance=("tolerance", "median"),
                                   max_tolerance=("tolerance", "max"))
             .reset_index().round(3))
 
