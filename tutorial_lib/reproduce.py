@@ -246,14 +246,15 @@ def spread_report(runs: Sequence[str | Path] | None = None) -> str:
              "errors of a difference of means; otherwise the two are a tie. Test-set standard error: "
              f"{TUTORIAL_TEST_IMAGES:,} test images.\n"]
     for table, labels, values, judged, reference in RANKED:
-        first = read_tables(runs[0]).get(table)
-        if first is None:
+        having = [r for r in runs if table in read_tables(r)]  # the "seeds" column says how many
+        if len(having) < 2:
             continue
+        first = read_tables(having[0])[table]
         if labels is None:  # the first column names the rows, every numeric column is summarised
             labels = [first.columns[0]]
             values = [c for c in first.columns[1:] if not is_timed(table, "", c) and not PUBLISHED.search(c)
                       and pd.to_numeric(first[c].str.replace(",", ""), errors="coerce").notna().all()]
-        summary = seed_summary(table, labels, values, runs, TUTORIAL_TEST_IMAGES)
+        summary = seed_summary(table, labels, values, having, TUTORIAL_TEST_IMAGES)
         if judged and reference:  # judged within each group of the first label where there are two
             groups = summary.groupby(labels[0], sort=False) if len(labels) > 1 else [(None, summary)]
             summary = pd.concat([versus(g, judged, reference) for _, g in groups])
