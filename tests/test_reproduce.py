@@ -63,6 +63,8 @@ def test_a_figure_moved_beyond_its_tolerance_fails_and_within_passes(seeds, tmp_
     fresh["01_summary"].loc[1, "ours"] = "1256923"  # an exact count, off by one
     problems = reproduce.compare(fresh, committed, tol)
     assert dict(zip(problems["column"], problems["allowed"])) == {"top-1 %": "±4.2426", "ours": "exact"}
+    timed = pd.DataFrame({"kind": ["conv"], "ms": [0.1]})
+    assert reproduce.compare({"04_latency_table": timed}, {"04_latency_table": timed.iloc[:0]}, tol).empty
     fresh["02_vgg19"] = fresh["02_vgg19"].iloc[:1]
     assert "same shape" in set(reproduce.compare(fresh, committed, tol)["allowed"])
 
