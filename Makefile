@@ -46,6 +46,7 @@ tolerances: $(STAMP)
 		$(PY) -m tutorial_lib.reproduce freeze --source results/seeds/seed$$s/tutorial/tables \
 			--target notebooks/tables/seed$$s || exit 1; done
 	$(PY) -m tutorial_lib.reproduce derive
+	$(PY) -m tutorial_lib.reproduce spread
 
 # nbval re-runs the committed notebooks first and compares their exact cells; the tables that
 # run writes (results/tutorial/tables) are then compared with notebooks/tables within the
