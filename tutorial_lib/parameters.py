@@ -9,7 +9,7 @@ nothing. Two checks close that door, both before any work:
   input history: papermill injects its values as a cell that starts with ``# Parameters``
   right after the cell tagged ``parameters``, so the names it assigns can be compared with
   the names the parameters cell declares. This holds for plain ``papermill -p`` too.
-- :func:`check_notebook` runs before a notebook is started (``python -m tutorial_lib.run``,
+- :func:`check_notebooks` runs before the first notebook is started (``python -m tutorial_lib.run``,
   ``make tables``), from the notebook file's parameters cell.
 """
 
@@ -94,9 +94,12 @@ def declared(notebook: str | Path) -> list[str]:
     return assigned_names("".join(tagged[0]["source"]))
 
 
-def check_notebook(notebook: str | Path, parameters: dict) -> None:
-    """Reject ``parameters`` naming anything ``notebook`` does not declare, before it starts."""
-    names = declared(notebook)
-    unknown = set(parameters) - set(names)
+def check_notebooks(notebooks: Sequence[str | Path], parameters: dict) -> dict[str, list[str]]:
+    """Each notebook's declared names (by file name); rejects ``parameters`` naming anything
+    that none of ``notebooks`` declares, before any of them starts."""
+    names = {Path(nb).name: declared(nb) for nb in notebooks}
+    valid = sorted(set().union(*names.values()))
+    unknown = set(parameters) - set(valid)
     if unknown:
-        raise UnknownParameterError(_message(unknown, names, Path(notebook).name))
+        raise UnknownParameterError(_message(unknown, valid, "the selected lessons"))
+    return names

@@ -60,13 +60,7 @@ def run(profile: str, only: list[str] | None = None, in_place: bool = False, par
     profiles.resolve(profile)  # reject a bad profile before any work
     params = dict(params or {})
     selected = notebooks(only)
-    declared = {nb.name: parameters.declared(nb) for nb in selected}
-    unknown = set(params) - set().union(*declared.values())
-    if unknown:
-        valid = sorted(set().union(*declared.values()))
-        raise parameters.UnknownParameterError(
-            f"unknown parameter(s) {', '.join(sorted(unknown))}; valid parameters of the selected lessons: "
-            f"{', '.join(valid)}")
+    declared = parameters.check_notebooks(selected, params)
     folder = paths.results_dir(profile)
     timing_file = folder / "timings.json"
     wall = json.loads(timing_file.read_text()) if timing_file.exists() else {}
