@@ -96,7 +96,7 @@ def test_the_rerun_tables_match_the_committed_ones_within_tolerance():
     committed = reproduce.read_tables(reproduce.committed_dir())
     missing = sorted(set(committed) - set(fresh) - set(reproduce.SWEEPS))
     assert not missing, f"the re-run wrote none of these committed tables: {missing}"
-    problems = reproduce.compare(fresh, committed, reproduce.load_tolerances())
+    problems = reproduce.check(FRESH.parent)
     assert problems.empty, "\n" + problems.to_string(index=False)
 
 

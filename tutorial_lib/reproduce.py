@@ -76,13 +76,25 @@ def kind_of(label: str, column: str) -> str | None:
     return next((name for name, pattern in KINDS if pattern.search(text)), None)
 
 
+def _tables_dir(folder: str | Path) -> Path:
+    """A run's folder of CSV tables: ``folder/tables`` where there is one, else ``folder``."""
+    folder = Path(folder)
+    return folder / "tables" if (folder / "tables").is_dir() else folder
+
+
+def _read(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False)  # every cell as its text
+
+
 def read_tables(folder: str | Path) -> dict[str, pd.DataFrame]:
     """``{<lesson>_<name>: table}`` for every CSV in ``folder`` (or its ``tables/``)."""
-    folder = Path(folder)
-    if (folder / "tables").is_dir():
-        folder = folder / "tables"
-    return {p.stem: pd.read_csv(p, dtype=str, keep_default_na=False)
-            for p in sorted(folder.glob("*.csv")) if p.name != TOLERANCES}
+    return {p.stem: _read(p) for p in sorted(_tables_dir(folder).glob("*.csv")) if p.name != TOLERANCES}
+
+
+def read_table(folder: str | Path, name: str) -> pd.DataFrame | None:
+    """One table of :func:`read_tables` (``None`` where ``folder`` lacks it), without reading the rest."""
+    path = _tables_dir(folder) / f"{name}.csv"
+    return _read(path) if path.exists() else None
 
 
 def _number(text: str) -> float | None:
@@ -122,13 +134,13 @@ def derive(runs: Sequence[str | Path], min_seeds: int = MIN_SEEDS) -> pd.DataFra
     names = sorted(set.intersection(*(set(t) for t in per_run)))
     rows = []
     for name in sorted(set.union(*(set(t) for t in per_run)) - set(names)):  # a table some runs lack
-        having = [tables[name] for tables in per_run if name in tables]
+        having = [run_tables[name] for run_tables in per_run if name in run_tables]
         rows += [{"table": name, "row": row, "column": column, "kind": None, "seeds": len(having), "sd": 0.0,
                   "status": "underived"} for row, column, _ in cells(name, having[0])]
     for name in names:
         values: dict[tuple[str, str], list[str]] = {}
-        for tables in per_run:
-            for row, column, text in cells(name, tables[name]):
+        for run_tables in per_run:
+            for row, column, text in cells(name, run_tables[name]):
                 values.setdefault((row, column), []).append(text)
         for (row, column), texts in values.items():
             numbers = [_number(t) for t in texts]
@@ -187,7 +199,7 @@ def seed_summary(table: str, labels: Sequence[str], values: Sequence[str], runs:
     runs = list(runs) if runs is not None else seed_runs()
     frames = []
     for i, run in enumerate(runs):
-        df = read_tables(run).get(table)
+        df = read_table(run, table)
         if df is None:
             raise FileNotFoundError(f"{table}.csv is missing from {run}")
         df = df[list(labels) + list(values)].assign(run=i)
@@ -246,10 +258,10 @@ def spread_report(runs: Sequence[str | Path] | None = None) -> str:
              "errors of a difference of means; otherwise the two are a tie. Test-set standard error: "
              f"{TUTORIAL_TEST_IMAGES:,} test images.\n"]
     for table, labels, values, judged, reference in RANKED:
-        having = [r for r in runs if table in read_tables(r)]  # the "seeds" column says how many
+        having = [r for r in runs if read_table(r, table) is not None]  # the "seeds" column says how many
         if len(having) < 2:
             continue
-        first = read_tables(having[0])[table]
+        first = read_table(having[0], table)
         if labels is None:  # the first column names the rows, every numeric column is summarised
             labels = [first.columns[0]]
             values = [c for c in first.columns[1:] if not is_timed(table, "", c) and not PUBLISHED.search(c)
@@ -271,7 +283,7 @@ def compare(fresh: dict[str, pd.DataFrame], committed: dict[str, pd.DataFrame],
     columns, is a difference too (tables of ``committed`` that ``fresh`` lacks are left to
     the caller: a run may leave out a sweep).
     """
-    tol = tolerances.set_index(KEY)
+    tol = {(t.table, t.row, t.column): (t.status, float(t.tolerance)) for t in tolerances.itertuples()}
     problems = []
     for name, df in fresh.items():
         if name in TIMED_TABLES:  # timings only, and their rows can follow timings too
@@ -287,10 +299,7 @@ def compare(fresh: dict[str, pd.DataFrame], committed: dict[str, pd.DataFrame],
                              "fresh": f"{len(df)} rows x {list(df.columns)}"})
             continue
         for (row, column, old), (_, _, new) in zip(cells(name, want), cells(name, df)):
-            status, allowed = "exact", 0.0
-            if (name, row, column) in tol.index:
-                entry = tol.loc[(name, row, column)]
-                status, allowed = entry["status"], float(entry["tolerance"])
+            status, allowed = tol.get((name, row, column), ("exact", 0.0))
             if status in ("timed", "varies", "underived") or old == new:
                 continue
             a, b = _number(old), _number(new)
