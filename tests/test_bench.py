@@ -39,3 +39,10 @@ def test_nan_fill_benchmark_prints_both_steps_and_restores_repro_setting(capsys)
     out = capsys.readouterr().out
     assert "with torch's NaN fill" in out and "without (repro's setting)" in out and "saved" in out
     assert det.fill_uninitialized_memory is False
+
+
+def test_in_turn_takes_each_timer_in_rounds_and_keeps_its_median():
+    calls, readings = [], {"a": iter([1.0, 9.0, 2.0]), "b": iter([5.0, 4.0, 6.0])}
+    timers = {name: (lambda n=name: calls.append(n) or [next(readings[n])]) for name in readings}
+    assert metrics.in_turn(timers, rounds=3) == {"a": 2.0, "b": 5.0}  # the slow round of a (9.0) is dropped
+    assert calls == ["a", "b"] * 3  # interleaved, not one timer's rounds after the other's

@@ -19,7 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from tutorial_lib import masks, models, paths, profiles, repro, run
+from tutorial_lib import masks, metrics, models, paths, profiles, repro, run
 
 MASK_STEP_TARGET = 1.10
 
@@ -44,11 +44,7 @@ def _interleaved_medians(runs: dict, repeats: int, steps: int) -> dict[str, floa
     hits all of them alike."""
     for run_steps in runs.values():
         run_steps(2)
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run_steps in runs.items():
-            times[name] += run_steps(steps)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return metrics.in_turn({name: (lambda f=run_steps: f(steps)) for name, run_steps in runs.items()}, repeats)
 
 
 def _step_setting(profile: str):

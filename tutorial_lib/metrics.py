@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import platform
+import statistics
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -109,3 +111,13 @@ def cpu_name() -> str:
         pass
     return platform.processor() or platform.machine()
 
+
+def in_turn(timers: dict[str, Callable[[], list[float]]], rounds: int) -> dict[str, float]:
+    """Median reading of each timer: the timers are run in turn, ``rounds`` times (each call
+    returns its readings), so that a slow spell of the machine falls on all of them rather
+    than on one."""
+    readings: dict[str, list[float]] = {name: [] for name in timers}
+    for _ in range(rounds):
+        for name, timer in timers.items():
+            readings[name] += timer()
+    return {name: statistics.median(r) for name, r in readings.items()}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import os
-import statistics
 from dataclasses import dataclass
 
 import torch
@@ -120,8 +119,5 @@ def measure_in_turn(models: dict[str, nn.Module], platform: str | Platform, inpu
     """Median latency (ms) of each model on ``platform``: the models are timed in turn
     (:func:`measure`), ``rounds`` times, and each keeps its median round, so that a slow spell
     of the machine falls on all of them rather than on one."""
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(rounds):
-        for name, model in models.items():
-            times[name].append(measure(model, platform, input_shape, min_run_time).median_ms)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return metrics.in_turn({name: (lambda m=model: [measure(m, platform, input_shape, min_run_time).median_ms])
+                            for name, model in models.items()}, rounds)
