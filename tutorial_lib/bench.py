@@ -1,7 +1,7 @@
 """Benchmarks that print figures (median of repeats, threads fixed); tests never time.
 
     python -m tutorial_lib.bench masks        # training step with masks over the plain model
-    python -m tutorial_lib.bench train        # training step with and without deterministic mode's NaN fill
+    python -m tutorial_lib.bench train        # training step: NaN fill, NCHW vs channels-last, KD teacher vs memo
     python -m tutorial_lib.bench distill      # distillation step over plain step + teacher forward
     python -m tutorial_lib.bench depth        # lesson 03: params removed, D1-all change, batch-1 FPS ratio
     python -m tutorial_lib.bench runtimes     # lesson 03's speedup under channels-last and torch.compile
@@ -86,6 +86,42 @@ def nan_fill_saving(profile: str = "tutorial", repeats: int = 7, steps: int = 5)
         det.fill_uninitialized_memory = False
     return {"arch": cfg.arch, "width": cfg.width, "batch": cfg.batch_size, "threads": threads,
             "fill_ms": 1e3 * t["fill"], "no_fill_ms": 1e3 * t["no_fill"], "saving": 1 - t["no_fill"] / t["fill"]}
+
+
+def layout_and_memo(profile: str = "tutorial", repeats: int = 7, steps: int = 5) -> dict:
+    """Median training-step time of the profile's VGG in the default (NCHW) layout and in
+    channels-last (``train.Classification.memory_format``), and of a KD step that runs the
+    frozen teacher against one that reads its logits back (``distill.TeacherMemo``), interleaved."""
+    from tutorial_lib import distill
+
+    cfg, threads, model, x, y = _step_setting(profile)
+    cl = torch.channels_last
+    model_cl, x_cl = copy.deepcopy(model).to(memory_format=cl), x.contiguous(memory_format=cl)
+    student = copy.deepcopy(model).to(memory_format=cl)
+    teacher = copy.deepcopy(model).to(memory_format=cl).eval()
+    memo = distill.TeacherMemo(teacher)
+    memo(x_cl)  # every image seen once: later steps read the logits back
+    opt = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9)
+
+    def kd_steps(source):
+        def run_steps(n: int) -> list[float]:
+            start = time.perf_counter()
+            for _ in range(n):
+                logits = student(x_cl)
+                with torch.no_grad():
+                    t_logits = source(x_cl)
+                loss = F.cross_entropy(logits, y) + distill.kd_loss(logits, t_logits)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            return [(time.perf_counter() - start) / n]
+        return run_steps
+
+    t = _interleaved_medians({"nchw": lambda n: _step_times(model, x, y, 1, n),
+                              "channels_last": lambda n: _step_times(model_cl, x_cl, y, 1, n),
+                              "kd_teacher": kd_steps(teacher), "kd_memo": kd_steps(memo)}, repeats, steps)
+    return {"arch": cfg.arch, "width": cfg.width, "batch": cfg.batch_size, "threads": threads,
+            **{f"{k}_ms": 1e3 * v for k, v in t.items()}}
 
 
 def distill_overhead(profile: str = "tutorial", repeats: int = 7) -> dict:
@@ -219,6 +255,13 @@ def main(argv: list[str] | None = None) -> None:
     elif args.what == "train":
         print(f"  with torch's NaN fill of new tensors {r['fill_ms']:8.2f} ms\n"
               f"  without (repro's setting)           {r['no_fill_ms']:8.2f} ms  ({100 * r['saving']:.0f}% saved)")
+        m = layout_and_memo(args.profile, args.repeats)
+        print(f"  NCHW layout                         {m['nchw_ms']:8.2f} ms\n"
+              f"  channels-last (the lessons' layout) {m['channels_last_ms']:8.2f} ms  "
+              f"({m['nchw_ms'] / m['channels_last_ms']:.2f}x)\n"
+              f"  KD step, teacher run each step      {m['kd_teacher_ms']:8.2f} ms\n"
+              f"  KD step, logits read back (memo)    {m['kd_memo_ms']:8.2f} ms  "
+              f"({m['kd_teacher_ms'] / m['kd_memo_ms']:.2f}x)")
     elif args.what == "distill":
         r = distill_overhead(args.profile, args.repeats)
         print(f"distillation step, teacher {args.profile} VGG, student vgg8, batch {r['batch']}, {r['threads']} threads, "

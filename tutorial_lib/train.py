@@ -30,6 +30,9 @@ class Task:
     resume, regularizers such as the mask term)."""
 
     logged: tuple[str, ...] = ()
+    # Layout of the model and its inputs during training: channels-last runs the CPU's oneDNN
+    # convolutions without reordering (about 1.3x faster for the tutorial VGG, bench.train).
+    memory_format: torch.memory_format = torch.contiguous_format
 
     def split(self, batch, device: str) -> tuple[torch.Tensor, object]:
         raise NotImplementedError
@@ -50,10 +53,11 @@ class Classification(Task):
     """Cross-entropy on (image, label) batches; test top-1 accuracy."""
 
     logged = ("accuracy",)
+    memory_format = torch.channels_last
 
     def split(self, batch, device: str) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
-        return x.to(device), y.to(device)
+        return x.to(device).contiguous(memory_format=self.memory_format), y.to(device)
 
     def loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs, target)
@@ -74,8 +78,8 @@ def evaluate(model: nn.Module, loader: DataLoader, device: str = "cpu") -> dict[
     """Top-1 accuracy (%), mean cross-entropy, and the counts they come from."""
     model.eval()
     correct, total, loss = 0, 0, 0.0
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
+    for batch in loader:
+        x, y = CLASSIFICATION.split(batch, device)
         out = model(x)
         loss += F.cross_entropy(out, y, reduction="sum").item()
         correct += (out.argmax(1) == y).sum().item()
@@ -97,8 +101,8 @@ def recalibrate_bn(model: nn.Module, loader: DataLoader, device: str = "cpu") ->
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average over the whole pass
     model.train()
-    for x, _ in loader:
-        model(x.to(device))
+    for batch in loader:
+        model(CLASSIFICATION.split(batch, device)[0])
     for bn, momentum in zip(bns, momenta):
         bn.momentum = momentum
     return model.eval()
@@ -134,7 +138,7 @@ def fit(
     epochs = cfg.epochs if epochs is None else epochs
     device = cfg.device
     generator = repro.seed_everything(cfg.seed, repro.resolve_threads(cfg.threads))
-    model.to(device)
+    model.to(device, memory_format=task.memory_format)
     optimizer = optimizer or sgd(model.parameters(), cfg)
     if scheduler is None:
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.milestones), cfg.lr_gamma)

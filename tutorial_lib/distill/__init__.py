@@ -3,5 +3,6 @@ its parameters (torchdistill's idea). Every lesson that distils calls this code:
 02's "scratch + KD" row and the KD term of joint pruning alike."""
 
 from tutorial_lib.distill.losses import LOSSES, get, kd_loss, register, teacher_kd
+from tutorial_lib.distill.memo import TeacherMemo, remembered
 
-__all__ = ["LOSSES", "get", "kd_loss", "register", "teacher_kd"]
+__all__ = ["LOSSES", "TeacherMemo", "get", "kd_loss", "register", "remembered", "teacher_kd"]

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tutorial_lib import data, models, tables, train
+from tutorial_lib import data, models, seeds, tables, train
 from tutorial_lib.distill.student import stage_starts, stage_taps, train_student
 from tutorial_lib.distill.taps import Taps, stage_ends
 from tutorial_lib.models import vgg
@@ -33,6 +33,14 @@ def widths_at(model: nn.Module, names: list[str]) -> list[int]:
 def same_widths(student: nn.Module, teacher: nn.Module) -> bool:
     """Whether FSP can compare the two models' matrices directly (no connectors)."""
     return widths_at(student, stage_taps(student)) == widths_at(teacher, stage_taps(teacher))
+
+
+def pruned_student_lambda(cfg) -> float:
+    """The mask-term weight whose joint-pruned signature is lesson 05's second student:
+    ``cfg.student_lambda``, else the strongest of lesson 02's frontier (else its main lambda)."""
+    if cfg.student_lambda is not None:
+        return cfg.student_lambda
+    return max(cfg.frontier_lambdas, default=cfg.prune_lambda)
 
 
 def student_specs(cfg, num_classes: int, pruned: nn.Module | None, pruned_name: str = "joint-pruned (lesson 02)"
@@ -61,20 +69,21 @@ def _fresh(spec: dict, seed: int) -> nn.Module:
 
 def run(teacher: nn.Module, bundle: data.DataBundle, cfg, specs: dict[str, dict],
         methods: tuple[str, ...] = ROWS) -> tuple[pd.DataFrame, dict]:
-    """Train every student with every method; return one row per (student, method) and the
-    trained models keyed the same way."""
+    """Train every student with every method, once per seed of ``cfg.seeds``; return one row
+    per (student, method, seed) and the first seed's trained models keyed by (student, method)."""
     rows, trained = [], {}
     cfg = student_cfg(cfg)
     _, test_loader = data.loaders(bundle, cfg)
-    for name, spec in specs.items():
-        for method in methods:
-            student = _fresh(spec, cfg.seed)
-            note = "through 1x1 connectors" if method == "fsp" and not same_widths(student, teacher) else ""
-            history = train_student(student, teacher, bundle, cfg, method)
-            acc = train.evaluate(student, test_loader, cfg.device)["accuracy"]
-            rows.append({"student": name, "method": method, "top-1 %": round(acc, 1),
-                         "s / epoch": round(float(history["epoch_seconds"].median()), 2), "note": note})
-            trained[(name, method)] = student
+    for seed in seeds.seed_list(cfg):
+        for name, spec in specs.items():
+            for method in methods:
+                student = _fresh(spec, seed)
+                note = "through 1x1 connectors" if method == "fsp" and not same_widths(student, teacher) else ""
+                history = train_student(student, teacher, bundle, cfg.replace(seed=seed), method)
+                acc = train.evaluate(student, test_loader, cfg.device)["accuracy"]
+                rows.append({"student": name, "method": method, "seed": seed, "top-1 %": round(acc, 2),
+                             "s / epoch": round(float(history["epoch_seconds"].median()), 2), "note": note})
+                trained.setdefault((name, method), student)
     return pd.DataFrame(rows), trained
 
 
@@ -96,21 +105,31 @@ def temperature_sweep(teacher: nn.Module, bundle: data.DataBundle, cfg, spec: di
     return pd.DataFrame(rows)
 
 
-def table(results: pd.DataFrame, teacher_accuracy: float, teacher_params: int, params: dict[str, int]) -> pd.DataFrame:
-    """The lesson's table: accuracy, gain over scratch, time per epoch, published figures beside."""
+def table(results: pd.DataFrame, teacher_accuracy: float, teacher_params: int, params: dict[str, int],
+          test_images: int) -> pd.DataFrame:
+    """The lesson's table, one row per (student, method): top-1 as mean and sd over the seeds,
+    the test-set standard error, the gain over the same student from scratch with the verdict
+    on it (a gain within two standard errors is a tie), time per epoch, published figures beside."""
     out = []
     published = tables.published("distill_cifar100")
-    for _, r in results.iterrows():
-        missing = pd.isna(r["top-1 %"])
-        scratch = results[(results.student == r.student) & (results.method == "scratch")]["top-1 %"]
-        gain = "" if missing or scratch.empty else round(r["top-1 %"] - scratch.iloc[0], 1)
-        hit = published[published.metric == r.method] if r.student == "vgg8" else published.iloc[:0]
-        out.append({
-            "student": f"{r.student} ({params[r.student]:,} params)", "method": LABELS[r.method],
-            "top-1 %": "" if missing else r["top-1 %"], "gain over scratch": gain,
-            "teacher top-1 %": round(teacher_accuracy, 1), "s / epoch": "" if missing else r["s / epoch"],
-            "note": r.note, "published vgg13->vgg8 top-1 % (CIFAR-100)": float(hit.value.iloc[0]) if len(hit) else "",
-        })
+    for student, group in results.groupby("student", sort=False):
+        summary = seeds.summarize(group, ["method"], ["top-1 %"], test_images)
+        judged = seeds.versus(summary, "top-1 %", {"method": "scratch"}) if "scratch" in set(group.method) else None
+        for i, r in summary.iterrows():
+            hit = published[published.metric == r.method] if student == "vgg8" else published.iloc[:0]
+            first = group[group.method == r.method].iloc[0]
+            out.append({
+                "student": f"{student} ({params[student]:,} params)", "method": LABELS[r.method],
+                "top-1 %": round(r["top-1 % mean"], 1), "top-1 sd (seeds)": r["top-1 % sd"],
+                "test-set SE": r["top-1 % test-set SE"],
+                "gain over scratch": "" if judged is None else round(judged.loc[i, "gap to scratch"], 1),
+                "2 SE of gain": "" if judged is None or r.method == "scratch" else judged.loc[i, "2 SE of gap"],
+                "verdict": "" if judged is None or r.method == "scratch" else judged.loc[i, "verdict"],
+                "teacher top-1 %": round(teacher_accuracy, 1),
+                "s / epoch": round(float(group[group.method == r.method]["s / epoch"].median()), 2),
+                "note": first.note,
+                "published vgg13->vgg8 top-1 % (CIFAR-100)": float(hit.value.iloc[0]) if len(hit) else "",
+            })
     df = pd.DataFrame(out)
     df.attrs["teacher_params"] = teacher_params
     return df

@@ -27,6 +27,7 @@ from torch import nn
 
 from tutorial_lib import data, train
 from tutorial_lib.distill import losses
+from tutorial_lib.distill.memo import remembered
 from tutorial_lib.distill.taps import Taps, stage_ends
 
 METHODS: dict[str, dict] = {
@@ -118,10 +119,17 @@ def train_student(
     regressor = losses.hint_regressor(s_widths[hint_layer], t_widths[hint_layer]) if "hint" in spec else None
     connectors = fsp_connectors(s_widths, t_widths) if "fsp" in spec else None
 
+    memo = remembered(teacher, cfg)  # logits alone (KD) are read back per image after the first epoch
+
     def make_regularizer(terms_wanted: dict):
+        if not terms_wanted:  # from scratch: the teacher is not consulted
+            return None
+        features_wanted = any(k in terms_wanted for k in ("at", "fsp", "hint"))
+
         def regularizer(model, x, y, logits):
-            kd = losses.teacher_kd(teacher, x, logits, cfg.kd_temperature)  # also fills the teacher's taps
-            s_feat, t_feat = s_taps.features(), t_taps.features()
+            # the teacher itself runs where its taps are read (this also fills them)
+            kd = losses.teacher_kd(teacher if features_wanted else memo, x, logits, cfg.kd_temperature)
+            s_feat, t_feat = (s_taps.features(), t_taps.features()) if features_wanted else ([], [])
             terms = {}
             if "kd" in terms_wanted:
                 terms["kd"] = terms_wanted["kd"] * kd

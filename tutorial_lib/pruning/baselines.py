@@ -106,7 +106,7 @@ def scratch(spec: dict, bundle: data.DataBundle, cfg, teacher: nn.Module | None 
         model = models.from_spec(spec)
     regularizer = None
     if teacher is not None:
-        teacher.eval()  # frozen: runs under no_grad, never optimised
+        teacher = distill.remembered(teacher.eval(), cfg)  # frozen: its logits per image, computed once
 
         def regularizer(m, x, y, logits):
             return {"kd": cfg.kd_weight * distill.teacher_kd(teacher, x, logits, cfg.kd_temperature)}

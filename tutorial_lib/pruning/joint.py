@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tutorial_lib import data, masks, train
+from tutorial_lib import data, distill, masks, train
 
 
 def mask_optimizer(model: nn.Module, cfg, weight_lr: float) -> torch.optim.Optimizer:
@@ -66,6 +66,8 @@ def train_joint(
         raise ValueError("the model has no channel masks: call masks.insert_masks(model) first")
     if teacher is not None:
         teacher.eval()  # frozen: it runs under no_grad and is never given to the optimizer
+        if isinstance(task, train.Classification):  # its logits per image, computed once
+            teacher = distill.remembered(teacher, cfg)
 
     def regularizer(m, x, y, logits):
         terms = {"mask": lam * masks.sparsity_loss(m, mask_loss)}

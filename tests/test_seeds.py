@@ -1,0 +1,59 @@
+"""Comparisons over seeds: mean ± sd, the test-set standard error, and gaps judged against noise."""
+
+import pandas as pd
+import pytest
+import torch
+
+from tutorial_lib import profiles, seeds
+from tutorial_lib.distill import TeacherMemo, remembered
+
+
+def _long(a, b):
+    return pd.DataFrame({"method": ["a"] * len(a) + ["b"] * len(b), "seed": list(range(len(a))) + list(range(len(b))),
+                         "top-1 %": a + b})
+
+
+def test_seed_list_follows_the_profile_and_over_seeds_runs_each():
+    cfg = profiles.resolve("smoke", seed=5, seeds=3)
+    assert seeds.seed_list(cfg) == [5, 6, 7]
+    assert seeds.over_seeds(lambda c: c.seed * 10, cfg) == {5: 50, 6: 60, 7: 70}
+    with pytest.raises(ValueError, match="seeds"):
+        profiles.resolve("smoke", seeds=0)
+
+
+def test_a_gap_beyond_two_standard_errors_ranks_and_one_inside_is_a_tie():
+    far = seeds.summarize(_long([90.0, 91.0, 89.0], [85.0, 86.0, 84.0]), ["method"], ["top-1 %"], test_images=1620)
+    assert far.loc[0, "top-1 % mean"] == 90.0 and far.loc[0, "top-1 % sd"] == 1.0 and far.loc[0, "seeds"] == 3
+    assert far.loc[0, "top-1 % test-set SE"] == pytest.approx(100 * (0.9 * 0.1 / 1620) ** 0.5, abs=0.01)
+    judged = seeds.versus(far, "top-1 %", {"method": "a"}).set_index("method")
+    # gap -5, 2 SE = 2 * sqrt((1 + 1) / 3) = 1.63
+    assert judged.loc["b", "verdict"] == "below" and judged.loc["b", "2 SE of gap"] == pytest.approx(1.63, abs=0.01)
+    near = seeds.summarize(_long([90.0, 91.0, 89.0], [89.0, 90.0, 88.5]), ["method"], ["top-1 %"])
+    assert seeds.versus(near, "top-1 %", {"method": "a"}).set_index("method").loc["b", "verdict"] == "tie"
+    lines = seeds.sentences(seeds.versus(near, "top-1 %", {"method": "a"}), "method", "top-1 %", "a")
+    assert lines == ["b ties with a: -0.83 points (2 SE of the gap 1.45, 3 seeds)"]
+
+
+def test_one_seed_never_ranks():
+    one = seeds.summarize(_long([90.0], [80.0]), ["method"], ["top-1 %"])
+    assert seeds.versus(one, "top-1 %", {"method": "a"}).set_index("method").loc["b", "verdict"] == "tie"
+
+
+def test_teacher_memo_reads_back_per_image_logits_in_any_batch_order():
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    calls = []
+    teacher.register_forward_hook(lambda *_: calls.append(1))
+    memo = TeacherMemo(teacher)
+    x = torch.randn(6, 3, 2, 2)
+    first = memo(x)
+    assert torch.allclose(first, teacher(x)) and len(calls) == 2
+    again = memo(x[[5, 0, 3]])  # another batch of seen images: no teacher call
+    assert len(calls) == 2 and torch.allclose(again, first[[5, 0, 3]])
+    memo(torch.randn(2, 3, 2, 2))  # unseen images run the teacher
+    assert len(calls) == 3 and memo.hits == 3 and memo.misses == 8
+
+
+def test_the_memo_is_used_only_where_images_repeat():
+    teacher = torch.nn.Linear(2, 2)
+    assert isinstance(remembered(teacher, profiles.resolve("smoke")), TeacherMemo)
+    assert remembered(teacher, profiles.resolve("smoke", augment=True)) is teacher
