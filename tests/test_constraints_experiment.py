@@ -106,12 +106,20 @@ def test_equal_cost_gaps_are_judged_against_seed_noise(setting, table):
     study = ex.signature_study(bundle, cfg, table, [P1], min_run_time=0.01)
     reused = ex.signature_noise(bundle, cfg, study)  # the own-seed run read from the study, not retrained
     assert reused.equals(noise)
-    costs = pd.DataFrame({"params": [100, 110, 300], "flops": [1, 5, 9], "accuracy": [50.0, 80.0, 10.0]})
-    found = ex.equal_cost_findings(costs, pd.DataFrame({"accuracy": [40.0, 45.0]})).set_index("cost")
+    assert list(study["accuracy"]) == list(study[ex.seed_accuracies(study)].mean(axis=1).round(1))
+    assert len(ex.seed_accuracies(study)) == cfg.seeds and "accuracy sd" in ex.signature_columns(study)[0]
+
+    def costs(sd):
+        return pd.DataFrame({"params": [100, 110, 300], "flops": [1, 5, 9], "accuracy": [50.0, 80.0, 10.0],
+                             "accuracy sd": [sd] * 3, **{f"accuracy (seed {s})": [0.0] * 3 for s in (0, 1000, 2000)}})
+
+    found = ex.equal_cost_findings(costs(1.0), pd.DataFrame({"accuracy": [40.0, 45.0]})).set_index("cost")
+    # a 30-point gap against 2 SE = 2 * sqrt((1 + 1) / 3) over three seeds
+    assert found.loc["params", "2 SE of gap"] == pytest.approx(1.63, abs=0.01)
     assert found.loc["params", "seed range"] == 5.0 and bool(found.loc["params", "gap beyond seed noise"])
     assert not found.loc["flops", "gap beyond seed noise"]  # no pair of equal FLOPs at all
-    noisy = ex.equal_cost_findings(costs, pd.DataFrame({"accuracy": [10.0, 50.0]})).set_index("cost")
-    assert not noisy.loc["params", "gap beyond seed noise"]  # a 30-point gap inside a 40-point seed range
+    noisy = ex.equal_cost_findings(costs(30.0), pd.DataFrame({"accuracy": [10.0, 50.0]})).set_index("cost")
+    assert not noisy.loc["params", "gap beyond seed noise"]  # a 30-point gap inside 2 SE of 49 points
 
 
 def test_constrained_runs_meet_their_budgets(setting, table):

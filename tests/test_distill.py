@@ -143,9 +143,14 @@ def test_experiment_table_and_figure_helpers(smoke_cfg):
     assert experiment.same_widths(models.from_spec(specs["vgg8"]), teacher)  # smoke: student width = teacher's
     assert not experiment.same_widths(narrow, teacher)
     results, trained = experiment.run(teacher, bundle, cfg, specs, methods=("scratch", "kd", "fsp"))
-    assert len(results) == 6 and ("joint-pruned (lesson 02)", "fsp") in trained
+    assert len(results) == 6 * cfg.seeds and ("joint-pruned (lesson 02)", "fsp") in trained
+    assert sorted(set(results.seed)) == [cfg.seed + k for k in range(cfg.seeds)] and cfg.seeds == 2
     params = {name: 1000 for name in specs}
-    table = experiment.table(results, 9.4, 36954, params)
+    table = experiment.table(results, 9.4, 36954, params, test_images=len(bundle.test))
+    assert len(table) == 6  # one row per (student, method): the mean over the seeds
+    kd = results[(results.student == "vgg8") & (results.method == "kd")]["top-1 %"]
+    kd_row = table[(table.method == "KD") & table.student.str.startswith("vgg8")].iloc[0]
+    assert kd_row["top-1 %"] == round(kd.mean(), 1) and kd_row["verdict"] in ("tie", "above", "below")
     fsp_row = table[(table.method == "FSP") & table.student.str.startswith("joint")].iloc[0]
     assert fsp_row["top-1 %"] != "" and "connectors" in fsp_row["note"]
     assert table[(table.method == "FSP") & table.student.str.startswith("vgg8")].iloc[0]["note"] == ""
@@ -182,5 +187,14 @@ def test_students_train_for_student_epochs_with_scaled_milestones():
 
     cfg = student_cfg(profiles.resolve("tutorial", student_epochs=6))
     assert (cfg.epochs, cfg.milestones) == (6, (4, 5))
-    assert student_cfg(profiles.resolve("tutorial", student_epochs=20)).milestones == (14, 18)
-    assert profiles.resolve("tutorial").epochs == 10  # the teacher's schedule is untouched
+    assert student_cfg(profiles.resolve("tutorial", student_epochs=20)).milestones == (15, 18)
+    assert profiles.resolve("tutorial").epochs == 8  # the teacher's schedule is untouched
+
+
+def test_the_pruned_student_comes_from_its_own_lambda_or_the_strongest_frontier_one():
+    from tutorial_lib import profiles
+    from tutorial_lib.distill.experiment import pruned_student_lambda
+
+    assert pruned_student_lambda(profiles.resolve("tutorial")) == 0.05
+    assert pruned_student_lambda(profiles.resolve("paper", device="cpu")) == 2.0  # none set: the frontier's strongest
+    assert pruned_student_lambda(profiles.resolve("smoke", frontier_lambdas=[])) == profiles.resolve("smoke").prune_lambda

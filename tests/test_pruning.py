@@ -146,10 +146,20 @@ def test_all_methods_run_at_one_budget(smoke_cfg):
     assert len(results["slimming"].history["before"]) == cfg.prune_epochs // 2  # sparse training ran
     lat = compare.latencies({"baseline": base, **{k: r.model for k, r in results.items()}}, 32, min_run_time=0.01)
     b_acc, b_params, b_flops = compare.evaluate_packed(base, bundle, cfg, recalibrate=False)
-    table = compare.vgg_table(compare.Result("baseline", base, b_acc, b_params, b_flops), results, lat, "fake")
+    b = compare.Result("baseline", base, b_acc, b_params, b_flops)
+    # a second seed of the same comparison: its table rows are means, its ranking judges the gaps
+    runs = {cfg.seed: results, **compare.run_seeds(base, bundle, cfg.replace(seed=cfg.seed + 1, seeds=1))}
+    assert list(runs) == [cfg.seed, cfg.seed + 1]
+    table = compare.vgg_table(b, runs, lat, "fake", test_images=len(bundle.test))
     assert list(table["method"])[:2] == ["Baseline (unpruned)", "Joint end-to-end pruning (ours)"]
+    assert table.loc[1, "top-1 % (fake)"] == round((results["joint"].accuracy + runs[1]["joint"].accuracy) / 2, 1)
     assert table.loc[1, "published top-1 % (CIFAR-100)"] == 73.45
     assert table.loc[5, "published top-1 % (CIFAR-100)"] == ""  # no published L1-norm row
+    ranked = compare.ranking(b, runs, len(bundle.test)).set_index("method")
+    assert ranked.loc["Joint end-to-end pruning (ours)", "verdict"] == "reference"
+    assert set(ranked["seeds"]) == {2} and set(ranked["verdict"]) <= {"reference", "tie", "above", "below"}
+    goals = compare.targets(b, runs, len(bundle.test))
+    assert goals.loc[2, "met"] == (ranked.loc["Same pruned architecture, from scratch", "verdict"] == "below")
     with pytest.raises(ValueError, match="valid choices"):
         compare.run_methods(base, bundle, cfg, methods=("joint", "taylor"))
     # later lessons get the same packed model back from the cache, rebuilt from its spec

@@ -39,6 +39,7 @@ class Config:
     lr_gamma: float
     augment: bool
     seed: int = 0
+    seeds: int = 1
     device: str = "cpu"
     threads: int = 2
     data_root: str | None = None
@@ -65,6 +66,7 @@ class Config:
     # and the students' epochs (the baseline's lr milestones scaled to them).
     student_width: float = 1.0
     student_epochs: int = 10
+    student_lambda: float | None = None
     # Lesson 04: platform-aware constrained pruning (budgets on parameters, FLOPs, latency).
     bounds_batches: tuple[int, ...] = (1, 16, 64)
     signature_count: int = 8
@@ -142,6 +144,7 @@ SPECS: dict[str, _Spec] = {
     "lr_gamma": _Spec(float, 1e-4, 1.0),
     "augment": _Spec(bool),
     "seed": _Spec(int, 0, 2**31 - 1),
+    "seeds": _Spec(int, 1, 100, help="seeds of every ranked comparison (seed, seed + 1, ...): mean ± sd"),
     "device": _Spec(str, help="cpu, cuda, cuda:N or auto"),
     "threads": _Spec(int, 1, 256, help="torch CPU threads (fixed for reproducible timings)"),
     "data_root": _Spec(str, optional=True, help="folder holding real datasets"),
@@ -164,6 +167,9 @@ SPECS: dict[str, _Spec] = {
     "frontier_lambdas": _Spec(list, help="extra mask-term weights for the accuracy/size frontier"),
     "student_width": _Spec(float, 1 / 64, 4.0, help="width multiplier of lesson 05's vgg8 student"),
     "student_epochs": _Spec(int, 1, 1000, help="training epochs of lesson 05's students"),
+    "student_lambda": _Spec(float, 0.0, 1000.0, optional=True,
+                            help="mask-term weight of lesson 05's joint-pruned student (None: the strongest "
+                                 "of frontier_lambdas)"),
     "bounds_batches": _Spec(tuple, help="batch sizes of lesson 04's latency bounds (whole numbers >= 1)"),
     "signature_count": _Spec(int, 0, 10000, help="random signatures trained in lesson 04"),
     "signature_epochs": _Spec(int, 0, 1000, help="epochs each random signature trains from scratch"),
@@ -205,7 +211,7 @@ SPECS: dict[str, _Spec] = {
 
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": dict(
-        dataset="fake", arch="vgg11", width=1 / 16, epochs=1, batch_size=32, lr=0.05,
+        dataset="fake", arch="vgg11", width=1 / 16, epochs=1, batch_size=32, lr=0.05, seeds=2,
         momentum=0.9, weight_decay=5e-4, milestones=(), lr_gamma=0.1, augment=False,
         train_limit=128, test_limit=64, mask_epochs=1, mask_lambda=1.0, mask_lr=0.05, mask_weight_lr=0.01,
         prune_epochs=2, prune_lambda=0.01, mask_loss="filter_sum", frontier_lambdas=(0.05,),
@@ -221,11 +227,16 @@ PROFILES: dict[str, dict[str, Any]] = {
         depth_kd_weight=1.0,
     ),
     "tutorial": dict(
-        dataset="digits_m", arch="vgg19", width=0.25, epochs=10, batch_size=64, lr=0.05,
-        momentum=0.9, weight_decay=5e-4, milestones=(7, 9), lr_gamma=0.1, augment=False,
+        # lr 0.02: at 0.05 this 19-layer VGG sat at chance for four of its ten epochs; at 0.02 it
+        # learns from the first epoch, so eight epochs reach about as far (lesson 01 measures it)
+        dataset="digits_m", arch="vgg19", width=0.25, epochs=8, batch_size=64, lr=0.02, seeds=3,
+        momentum=0.9, weight_decay=5e-4, milestones=(6, 7), lr_gamma=0.1, augment=False,
         mask_epochs=4, mask_lambda=1.0, mask_lr=0.01, mask_weight_lr=0.01,
-        prune_epochs=10, prune_lambda=0.012, mask_loss="filter_sum", frontier_lambdas=(0.005, 0.07),
-        student_width=0.125, student_epochs=6,
+        prune_epochs=6, prune_lambda=0.025, mask_loss="filter_sum", frontier_lambdas=(0.01, 0.1),
+        # lesson 05's pruned student: lambda 0.05 sits between lesson 02's main budget (0.025, whose
+        # signature trained alone passes the teacher) and the frontier's hardest (0.1, where the
+        # gates of whole layers close and the signature no longer trains in a few epochs)
+        student_width=0.125, student_epochs=4, student_lambda=0.05,
         bounds_batches=(1, 16, 64), signature_count=8, signature_epochs=3, signature_train_limit=None,
         signature_lr=1e-3, signature_repeats=2, budget_params=None, budget_params_fraction=0.1,
         budget_flops_fraction=0.25, budget_latency_fraction=0.5, latency_platform="torch-cpu-1t", latency_batch=1,
@@ -242,7 +253,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         depth_kd_weight=1.0,
     ),
     "paper": dict(
-        dataset="cifar100", arch="vgg19", width=1.0, epochs=164, batch_size=256, lr=0.1,
+        dataset="cifar100", arch="vgg19", width=1.0, epochs=164, batch_size=256, lr=0.1, seeds=3,
         momentum=0.9, weight_decay=5e-4, milestones=(81, 122), lr_gamma=0.1, augment=True,
         device="auto", download=True, num_workers=4, mask_epochs=10, mask_lambda=1.0,
         mask_lr=0.01, mask_weight_lr=0.01, prune_epochs=100, prune_lambda=1.0, mask_loss="layer_mean",

@@ -24,6 +24,7 @@ import pandas as pd
 from torch import nn
 
 from tutorial_lib import cache, data, metrics, models, paths, profiles, tables, train
+from tutorial_lib import seeds as seeds_mod
 from tutorial_lib.constraints import adaptive, latency_table, platforms, profiler, signatures
 from tutorial_lib.constraints import budget as budgets
 from tutorial_lib.constraints.budget import Budget
@@ -162,33 +163,53 @@ def _signature_setting(bundle: data.DataBundle, cfg):
     return sigs, scfg, sbundle
 
 
+def study_seeds(cfg) -> list[int]:
+    """Seeds of the random-signature study: ``cfg.seed + 1000 k`` for ``k < cfg.seeds`` (apart
+    from the ``seed + i`` that picks signature ``i``'s initial weights)."""
+    return [cfg.seed + 1000 * k for k in range(cfg.seeds)]
+
+
 def signature_study(bundle: data.DataBundle, cfg, table: latency_table.LatencyTable, platform_names,
                     min_run_time: float = 0.2) -> pd.DataFrame:
     """``cfg.signature_count`` random prunings of the profile's VGG (each conv keeps a uniform
     1..all of its channels), each trained from scratch for ``cfg.signature_epochs`` (Adam at
-    ``cfg.signature_lr``, constant, on the first ``cfg.signature_train_limit`` images);
-    measured on every platform at ``cfg.latency_batch`` and estimated by ``table`` on
-    ``cfg.latency_platform``. One row per signature."""
+    ``cfg.signature_lr``, constant, on the first ``cfg.signature_train_limit`` images) once per
+    seed of :func:`study_seeds`; measured on every platform at ``cfg.latency_batch`` and
+    estimated by ``table`` on ``cfg.latency_platform``. One row per signature: ``accuracy``
+    is the mean over the seeds, ``accuracy sd`` its spread, ``accuracy (seed N)`` each run."""
     sigs, scfg, sbundle = _signature_setting(bundle, cfg)
-    df = signatures.evaluate_signatures(sigs, sbundle, scfg, epochs=cfg.signature_epochs,
-                                        platform_names=list(platform_names), batch=cfg.latency_batch,
-                                        latency="measure", min_run_time=min_run_time, optimizer="adam",
-                                        lr=cfg.signature_lr)
+    train_kw = dict(epochs=cfg.signature_epochs, optimizer="adam", lr=cfg.signature_lr)
+    per_seed = []
+    for k, seed in enumerate(study_seeds(cfg)):
+        timed = k == 0  # latency does not depend on the weights: measured once
+        run = signatures.evaluate_signatures(sigs, sbundle, scfg.replace(seed=seed), **train_kw,
+                                             platform_names=list(platform_names), batch=cfg.latency_batch,
+                                             latency="measure" if timed else "none", min_run_time=min_run_time)
+        if timed:
+            df = run.drop(columns=["accuracy"])
+        per_seed.append(run["accuracy"].rename(f"accuracy (seed {seed})"))
+    accuracies = pd.concat(per_seed, axis=1)
     shape = shape_of(bundle, cfg.latency_batch)
     p = cfg.latency_platform
     est = [table.estimate(latency_table.topology(s, bundle.num_classes, bundle.in_channels), shape, p) for s in sigs]
     df[f"estimate_ms[{p}]"] = est
     df[f"error_pct[{p}]"] = 100 * (df[f"estimate_ms[{p}]"] - df[f"latency_ms[{p}]"]) / df[f"latency_ms[{p}]"]
-    df["accuracy"] = df["accuracy"].round(1)
-    return df
+    df["accuracy"] = accuracies.mean(axis=1).round(1)
+    df["accuracy sd"] = accuracies.std(axis=1).round(2) if len(per_seed) > 1 else float("nan")
+    return pd.concat([df, accuracies.round(1)], axis=1)
+
+
+def seed_accuracies(study: pd.DataFrame) -> list[str]:
+    """The per-seed accuracy columns of :func:`signature_study`'s table."""
+    return [c for c in study.columns if str(c).startswith("accuracy (seed ")]
 
 
 def signature_noise(bundle: data.DataBundle, cfg, study: pd.DataFrame | None = None) -> pd.DataFrame:
     """The study's first signature trained as in :func:`signature_study` with its own seed and
     ``cfg.signature_repeats`` more (``seed + 1000 k``): the accuracy that chance alone moves.
 
-    With ``study`` (:func:`signature_study`'s table), the own-seed accuracy is read from its
-    first row instead of being trained again: the same seed gives the same run."""
+    With ``study`` (:func:`signature_study`'s table), the runs it already made (one per seed)
+    are read from its first row instead of being trained again: the same seed gives the same run."""
     sigs, scfg, sbundle = _signature_setting(bundle, cfg)
     columns = ["signature", "seed", "accuracy"]
     if not sigs:
@@ -196,8 +217,9 @@ def signature_noise(bundle: data.DataBundle, cfg, study: pd.DataFrame | None = N
     seeds = [cfg.seed + 1000 * k for k in range(cfg.signature_repeats + 1)]
     rows = []
     if study is not None and len(study):
-        rows.append([study["signature"].iloc[0], cfg.seed, study["accuracy"].iloc[0]])
-        seeds = seeds[1:]
+        done = {int(c.split()[-1].rstrip(")")): study[c].iloc[0] for c in seed_accuracies(study)}
+        rows = [[study["signature"].iloc[0], s, done[s]] for s in seeds if s in done]
+        seeds = [s for s in seeds if s not in done]
     out = signatures.seed_spread(sigs[0], sbundle, scfg, seeds, epochs=cfg.signature_epochs, optimizer="adam",
                                  lr=cfg.signature_lr)
     out["accuracy"] = out["accuracy"].round(1)
@@ -205,21 +227,32 @@ def signature_noise(bundle: data.DataBundle, cfg, study: pd.DataFrame | None = N
 
 
 def equal_cost_findings(df: pd.DataFrame, noise: pd.DataFrame, tolerance: float = 0.2) -> pd.DataFrame:
-    """The seed's first finding, tested: for parameters and FLOPs, the largest accuracy gap
-    between two signatures within ``tolerance`` of each other's cost (:func:`similar_cost_pairs`),
-    beside the seed-to-seed range of one signature (:func:`signature_noise`). The finding is
-    visible where the gap exceeds that range; else the data do not show it."""
+    """The seed's first finding, tested: for parameters and FLOPs, the largest gap in mean
+    accuracy between two signatures within ``tolerance`` of each other's cost
+    (:func:`similar_cost_pairs`), judged against two standard errors of that gap over the
+    study's seeds (``accuracy sd``); beside it, the seed-to-seed range of one signature
+    (:func:`signature_noise`). The finding is visible where the gap exceeds its noise; else
+    the data do not show it (a tie, or a single seed)."""
     pairs = similar_cost_pairs(df, tolerance=tolerance)
+    n = len(seed_accuracies(df))
     spread = float(noise["accuracy"].max() - noise["accuracy"].min()) if len(noise) > 1 else float("nan")
     pairs["seed range"] = round(spread, 3)
-    pairs["gap beyond seed noise"] = [bool(pd.notna(g) and pd.notna(spread) and g > spread)
-                                      for g in pairs["difference"]]
+    two_se = []
+    for _, pair in pairs.iterrows():
+        sd = [df.loc[df[pair["cost"]] == pair[f"cost {side}"], "accuracy sd"] for side in "ab"] \
+            if "accuracy sd" in df and pd.notna(pair["cost a"]) else []
+        se = ((float(sd[0].iloc[0]) ** 2 + float(sd[1].iloc[0]) ** 2) / n) ** 0.5 if sd and n > 1 else float("nan")
+        two_se.append(round(2 * se, 2))
+    pairs["2 SE of gap"] = two_se
+    pairs["gap beyond seed noise"] = [
+        seeds_mod.verdict(g, e / 2, n) != "tie" if pd.notna(g) and pd.notna(e) else False
+        for g, e in zip(pairs["difference"], pairs["2 SE of gap"])]
     return pairs
 
 
 def signature_columns(df: pd.DataFrame) -> tuple[list[str], list[str]]:
     """``(deterministic, timing)`` columns of :func:`signature_study`'s table."""
-    stable = ["signature", "params", "flops", "accuracy"]
+    stable = ["signature", "params", "flops", "accuracy", "accuracy sd", *seed_accuracies(df)]
     return stable, [c for c in df.columns if c not in stable]
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tutorial_lib import cache, data, masks, metrics, profiles, tables, train
+from tutorial_lib import cache, data, masks, metrics, profiles, seeds, tables, train
 from tutorial_lib.pruning import baselines, joint
 from tutorial_lib.pruning.pack import pack
 
@@ -115,22 +115,54 @@ def latencies(models: dict[str, nn.Module], image_size: int, batches: tuple[int,
     return table
 
 
-def vgg_table(base: Result, results: dict[str, Result], latency: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """The seed's VGG19-BN table: our measurements, then the published figures in their own columns."""
+def run_seeds(baseline: nn.Module, bundle: data.DataBundle, cfg, lam: float | None = None,
+              methods: tuple[str, ...] = METHODS) -> dict[int, dict[str, Result]]:
+    """:func:`run_methods` once per seed of ``cfg.seeds`` (mask initialisation, batch order and
+    the from-scratch weights change; the baseline is the same): ``{seed: {method: Result}}``."""
+    return seeds.over_seeds(lambda c: run_methods(baseline, bundle, c, lam, methods), cfg)
+
+
+def seed_table(base: Result, runs: dict[int, dict[str, Result]]) -> pd.DataFrame:
+    """One row per method and seed: top-1, parameters, FLOPs (the long form of the comparison)."""
+    rows = [{"method": METHOD_INFO["baseline"][0], "seed": s, "top-1 %": round(base.accuracy, 2),
+             "params": base.params, "MFLOPs": round(base.flops / 1e6, 2)} for s in runs]
+    rows += [{"method": METHOD_INFO[m][0], "seed": s, "top-1 %": round(r.accuracy, 2), "params": r.params,
+              "MFLOPs": round(r.flops / 1e6, 2)} for s, results in runs.items() for m, r in results.items()]
+    return pd.DataFrame(rows)
+
+
+def ranking(base: Result, runs: dict[int, dict[str, Result]], test_images: int) -> pd.DataFrame:
+    """Every method against joint pruning over the seeds: mean ± sd, test-set standard error,
+    the gap and whether it exceeds two standard errors of the gap (else a tie)."""
+    summary = seeds.summarize(seed_table(base, runs), ["method"], ["top-1 %", "params"], test_images)
+    return seeds.versus(summary, "top-1 %", {"method": METHOD_INFO["joint"][0]})
+
+
+def vgg_table(base: Result, runs: dict[int, dict[str, Result]], latency: pd.DataFrame, dataset: str,
+              test_images: int) -> pd.DataFrame:
+    """The seed's VGG19-BN table: our measurements (top-1 and parameters: mean over the seeds,
+    with their sd; latency: the first seed's models), then the published figures."""
     t = "vgg19_cifar100"
+    first = next(iter(runs.values()))
     rows = []
-    for name, r in [("baseline", base), *results.items()]:
+    for name in ["baseline", *first]:
         label, rate, finetune, published_row = METHOD_INFO[name]
+        per_seed = [base] * len(runs) if name == "baseline" else [results[name] for results in runs.values()]
+        acc = pd.Series([r.accuracy for r in per_seed])
+        params = pd.Series([r.params for r in per_seed])
+        flops = pd.Series([r.flops for r in per_seed])
         b1, b64 = latency.loc[name, 1], latency.loc[name, 64]
         rows.append({
             "method": label, "layer-wise rate?": rate, "fine-tune?": finetune,
-            f"top-1 % ({dataset})": round(r.accuracy, 1),
-            "change (points)": round(r.accuracy - base.accuracy, 1),
-            "params": r.params, "params change %": round(100 * (r.params / base.params - 1), 1),
-            "MFLOPs": round(r.flops / 1e6, 1),
+            f"top-1 % ({dataset})": round(acc.mean(), 1),
+            "top-1 sd (seeds)": round(acc.std(), 2) if len(acc) > 1 else "",
+            "test-set SE": round(float(seeds.standard_error(acc.mean(), test_images)), 2),
+            "change (points)": round(acc.mean() - base.accuracy, 1),
+            "params": int(round(params.mean())), "params change %": round(100 * (params.mean() / base.params - 1), 1),
+            "MFLOPs": round(flops.mean() / 1e6, 1),
             "ms @1": round(b1, 2), "speedup @1": round(latency.loc["baseline", 1] / b1, 2),
             "ms @64": round(b64, 1), "speedup @64": round(latency.loc["baseline", 64] / b64, 2),
-            "ideal speedup (FLOPs)": round(base.flops / r.flops, 2),
+            "ideal speedup (FLOPs)": round(base.flops / flops.mean(), 2),
             "published top-1 % (CIFAR-100)": tables.published_or_blank(t, published_row, "top1"),
             "published params": tables.published_or_blank(t, published_row, "params"),
             "published source": tables.published_source(t, published_row, "top1") if published_row else "",
@@ -199,15 +231,18 @@ def imagenet_experiment(cfg, imagenet_root: str | None) -> tuple[dict[str, Resul
     return run_methods(base_model, bundle, icfg, methods=("joint", "slimming")), base
 
 
-def targets(base: Result, results: dict[str, Result]) -> pd.DataFrame:
-    """The lesson's targets, measured: >= 75% of parameters removed, <= 1 point lost, and
-    joint pruning above the same signature trained from scratch."""
-    j = results["joint"]
-    removed = 100 * (1 - j.params / base.params)
-    drop = base.accuracy - j.accuracy
+def targets(base: Result, runs: dict[int, dict[str, Result]], test_images: int) -> pd.DataFrame:
+    """The lesson's targets, measured as means over the seeds: >= 75% of parameters removed,
+    <= 1 point lost, and joint pruning above the same signature trained from scratch (beyond
+    two standard errors of the gap: a tie does not meet it)."""
+    joint = [results["joint"] for results in runs.values()]
+    removed = 100 * (1 - sum(r.params for r in joint) / len(joint) / base.params)
+    drop = base.accuracy - sum(r.accuracy for r in joint) / len(joint)
     rows = [("parameters removed by joint pruning (%)", round(removed, 1), ">= 75", removed >= 75),
             ("top-1 lost against the baseline (points)", round(drop, 1), "<= 1", drop <= 1)]
-    if "scratch" in results:
-        gap = j.accuracy - results["scratch"].accuracy
-        rows.append(("joint minus same signature from scratch (points)", round(gap, 1), "> 0", gap > 0))
+    if all("scratch" in results for results in runs.values()):
+        judged = ranking(base, runs, test_images).set_index("method").loc[METHOD_INFO["scratch"][0]]
+        gap = -judged[f"gap to {METHOD_INFO['joint'][0]}"]
+        rows.append(("joint minus same signature from scratch (points)", round(gap, 1),
+                     f"> 0, beyond 2 SE ({judged['2 SE of gap']:.2f})", judged["verdict"] == "below"))
     return pd.DataFrame(rows, columns=["target", "measured", "wanted", "met"])
