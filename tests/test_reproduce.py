@@ -6,6 +6,7 @@ import os
 import pandas as pd
 import pytest
 
+from tutorial_lib import seeds as seeds_mod
 from tutorial_lib import paths, reproduce
 
 # Read before the autouse fixture points TUTORIAL_RESULTS at a temporary folder: the tables
@@ -44,8 +45,26 @@ def test_derive_sorts_cells_into_exact_measured_timed_and_varying(seeds):
     # the kind "top-1" pools the two top-1 cells (sd 1 each): 3 * sqrt(2) * 1
     assert joint["tolerance"] == pytest.approx(4.2426, abs=1e-4)
     (seeds[0] / "tables" / "01_summary.csv").rename(seeds[0] / "tables" / "01_new.csv")
-    tol = reproduce.derive(seeds)
-    assert set(tol.loc[tol.table == "01_new", "status"]) == {"underived"}  # only one run wrote it
+    tol = reproduce.derive(seeds).set_index(["table", "row", "column"])
+    # only one run wrote it: its trained share is held to its kind's noise, a count of no kind is not compared
+    assert tol.loc[("01_new", "channels kept (%)", "ours"), "status"] == "measured"
+    assert tol.loc[("01_new", "parameters, full model", "ours"), "status"] == "underived"
+    assert tol.loc[("01_summary", "channels kept (%)", "ours"), "seeds"] == 2  # the two runs that wrote it
+
+
+def test_a_lessons_own_seed_table_feeds_its_kinds_noise(seeds):
+    for i, folder in enumerate(seeds):  # a lesson that ran its comparison with three seeds itself
+        pd.DataFrame({"method": ["joint"] * 3, "seed": [0, 1, 2], "top-1 %": [80.0, 84.0, 88.0]}).to_csv(
+            folder / "tables" / "02_seeds.csv", index=False)
+    pd.DataFrame({"lambda": [0.1, 0.2], "seed": [0, 0], "method": ["joint"] * 2, "top-1 %": [90.0, 10.0]}).to_csv(
+        seeds[0] / "tables" / "02_frontier.csv", index=False)  # a sweep with one seed: no seed spread in it
+    spread = reproduce.in_lesson_spread(reproduce.read_tables(seeds[0]))
+    assert spread.to_dict("records") == [{"table": "02_seeds", "kind": "top-1 (points)", "sd": 4.0}]
+    tol = reproduce.derive(seeds).set_index(["table", "row", "column"])
+    # the top-1 pool is now the median of 1, 1 and 4
+    assert tol.loc[("02_vgg19", "joint", "top-1 %"), "kind_sd"] == pytest.approx(1.0)
+    # the same in every run, yet trained: held to its kind's noise like the rest
+    assert tol.loc[("02_seeds", "joint #2", "top-1 %"), ["status", "tolerance"]].tolist() == ["measured", 4.2426]
     with pytest.raises(ValueError, match="at least 3 runs"):
         reproduce.derive(seeds[:2])
 
@@ -117,9 +136,9 @@ def test_the_standard_error_counts_the_tutorial_test_set():
 
 def test_versus_calls_a_gap_inside_two_standard_errors_a_tie(seeds):
     summary = reproduce.seed_summary("02_vgg19", ["method"], ["top-1 %"], runs=seeds)
-    judged = reproduce.versus(summary, "top-1 %", {"method": "joint"}).set_index("method")
+    judged = seeds_mod.versus(summary, "top-1 %", {"method": "joint"}).set_index("method")
     # baseline 90 +- 1 against joint 87 +- 1 over 3 seeds: gap 3 > 2 * sqrt(2/3) = 1.63
     assert judged.loc["baseline", "verdict"] == "above" and judged.loc["joint", "verdict"] == "reference"
     summary.loc[summary.method == "baseline", "top-1 % mean"] = 88.0  # gap 1 < 1.63
-    assert reproduce.versus(summary, "top-1 %", {"method": "joint"}).set_index("method").loc["baseline", "verdict"] \
+    assert seeds_mod.versus(summary, "top-1 %", {"method": "joint"}).set_index("method").loc["baseline", "verdict"] \
         == "tie"

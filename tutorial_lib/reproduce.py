@@ -33,7 +33,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from tutorial_lib import paths, tables
+from tutorial_lib import paths, seeds, tables
 
 # Three standard deviations of the difference of two independent runs (sd * sqrt(2)).
 SIGMAS = 3.0
@@ -42,7 +42,8 @@ MIN_SEEDS = 3
 
 # Tables that hold nothing but timings, and the names of timed columns or rows elsewhere.
 TIMED_TABLES = ("03_fps", "03_time_by_part", "04_bounds", "04_bounds_layers", "04_latency_table", "04_platform_speedups")
-TIMED = re.compile(r"(\bms\b|latency|speedup|\bfps\b|frames per second|seconds|s / epoch|wall|time)", re.I)
+TIMED = re.compile(r"(\bms\b|latency|speedup|\bfps\b|frames per second|seconds|s / epoch|wall|time|error_pct|"
+                   r"estimate error)", re.I)  # an estimate's error is against a measured latency
 # Tables written only by sweeps that `make test` does not re-run (NBVAL_SKIP cells): checked
 # against the committed ones after `make tables`, not required after nbval.
 SWEEPS = ("02_frontier",)
@@ -117,56 +118,85 @@ def cells(name: str, df: pd.DataFrame) -> Iterable[tuple[str, str, str]]:
             yield row, str(column), str(record[column])
 
 
-def derive(runs: Sequence[str | Path], min_seeds: int = MIN_SEEDS) -> pd.DataFrame:
-    """Per-cell tolerances from the same lesson run with several seeds (one folder a seed).
+def _record(name: str, row: str, column: str, texts: list[str]) -> dict:
+    """One cell's status over the runs that wrote it (see :func:`derive`)."""
+    numbers = [_number(t) for t in texts]
+    label = row.split(" #")[0]
+    record = {"table": name, "row": row, "column": column, "kind": kind_of(label, column), "seeds": len(texts),
+              "sd": 0.0}
+    if is_timed(name, label, column):
+        record["status"] = "timed"
+    elif record["kind"] is not None and (PUBLISHED.search(column) or numbers[0] is None):
+        record["status"] = "exact" if len(set(texts)) == 1 else "varies"
+    elif len(texts) == 1:  # one run: a trained figure gets its kind's noise, anything else is not compared
+        record["status"] = "measured" if record["kind"] is not None else "underived"
+    elif len(set(texts)) == 1:  # the same in every run: exact, unless a trained figure of a pooled kind
+        record["status"] = "exact" if record["kind"] is None else "measured"
+    elif all(n is not None for n in numbers):
+        record.update(status="measured", sd=float(np.std(numbers, ddof=1)))
+    else:
+        record["status"] = "varies"
+    return record
 
-    Each cell present in every run gets a status:
-    ``exact`` (the same text in every run), ``measured`` (a number that moved: its tolerance
-    is ``3 * sqrt(2)`` standard deviations, the sd taken as the larger of the cell's own and
-    the median sd of its kind's cells), ``timed`` (never compared) or ``varies`` (text that changes
-    with the seed, such as a learned signature: not comparable, not compared). A table that
-    not every run wrote (a lesson re-run with a newer notebook than the seed runs) is
-    ``underived``: listed, not compared, until the seeds are run again.
+
+def in_lesson_spread(tables_of_run: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """``kind``, ``sd`` of every group of a table that lists each seed of a lesson's own ranked
+    comparison (a ``seed`` column: lessons 02, 04, 05): the same noise the seed re-runs measure."""
+    rows = []
+    for name, df in tables_of_run.items():
+        if "seed" not in df.columns or df["seed"].nunique() < 2 or name in TIMED_TABLES:
+            continue  # one seed (a sweep such as lesson 02's frontier): its rows differ by setting, not seed
+        labels = [c for c in df.columns if c != "seed" and pd.to_numeric(df[c].str.replace(",", ""),
+                                                                          errors="coerce").isna().any()]
+        for column in df.columns:
+            if column in labels or column == "seed" or is_timed(name, "", column):
+                continue
+            values = pd.to_numeric(df[column].str.replace(",", ""), errors="coerce")
+            for key, sd in values.groupby([df[c] for c in labels] if labels else [0] * len(df)).std().items():
+                label = key[0] if isinstance(key, tuple) else key
+                if pd.notna(sd) and sd > 0 and kind_of(str(label), column):
+                    rows.append({"table": name, "kind": kind_of(str(label), column), "sd": float(sd)})
+    return pd.DataFrame(rows, columns=["table", "kind", "sd"])
+
+
+def derive(runs: Sequence[str | Path], min_seeds: int = MIN_SEEDS) -> pd.DataFrame:
+    """Per-cell tolerances from the same lessons run with several seeds (one folder a seed).
+
+    Each cell gets a status from the runs that wrote its table: ``exact`` (the same text in
+    every run, or a published figure), ``measured`` (a number that moved: its tolerance is
+    ``3 * sqrt(2)`` standard deviations, the sd taken as the larger of the cell's own and the
+    median sd of its kind's cells), ``timed`` (never compared) or ``varies`` (text that
+    changes with the seed, such as a learned signature: not compared).
+
+    A kind's median sd pools every cell that moved between runs and the spread of every
+    in-lesson ranked comparison (:func:`in_lesson_spread`). So a trained figure of a kind
+    (top-1, D1-all, a share in %) in a table that only one run wrote (a lesson whose seed
+    re-runs are older than its notebook) is still held to its kind's noise; a cell of no kind
+    there stays ``underived``: listed, not compared, until the seeds are run again.
     """
     if len(runs) < min_seeds:
         raise ValueError(f"tolerances need at least {min_seeds} runs with different seeds, got {len(runs)}")
     per_run = [read_tables(r) for r in runs]
-    names = sorted(set.intersection(*(set(t) for t in per_run)))
     rows = []
-    for name in sorted(set.union(*(set(t) for t in per_run)) - set(names)):  # a table some runs lack
+    for name in sorted(set.union(*(set(t) for t in per_run))):
         having = [run_tables[name] for run_tables in per_run if name in run_tables]
-        rows += [{"table": name, "row": row, "column": column, "kind": None, "seeds": len(having), "sd": 0.0,
-                  "status": "underived"} for row, column, _ in cells(name, having[0])]
-    for name in names:
+        if any(list(df.columns) != list(having[0].columns) for df in having):  # an older layout: not comparable
+            having = having[:1]
         values: dict[tuple[str, str], list[str]] = {}
-        for run_tables in per_run:
-            for row, column, text in cells(name, run_tables[name]):
+        for df in having:
+            for row, column, text in cells(name, df):
                 values.setdefault((row, column), []).append(text)
-        for (row, column), texts in values.items():
-            numbers = [_number(t) for t in texts]
-            label = row.split(" #")[0]
-            record = {"table": name, "row": row, "column": column, "kind": kind_of(label, column), "seeds": len(texts),
-                      "sd": 0.0}
-            if len(texts) < len(runs):  # a row that not every run wrote (a sweep left out of the seed runs)
-                record["status"] = "underived"
-            elif is_timed(name, label, column):
-                record["status"] = "timed"
-            elif len(set(texts)) == 1 and (record["kind"] is None or PUBLISHED.search(column) or numbers[0] is None):
-                record["status"] = "exact"
-            elif len(set(texts)) == 1:  # a trained figure that happened to agree: its kind's noise applies
-                record["status"] = "measured"
-            elif all(n is not None for n in numbers):
-                record.update(status="measured", sd=float(np.std(numbers, ddof=1)))
-            else:
-                record["status"] = "varies"
-            rows.append(record)
+        rows += [_record(name, row, column, texts) for (row, column), texts in values.items()]
     out = pd.DataFrame(rows, columns=KEY + ["status", "kind", "seeds", "sd"])
     measured = out["status"] == "measured"
-    # the kind's typical spread: the median over its cells that moved (robust to one erratic row,
-    # such as a method that collapses with one seed, which keeps its own larger spread)
-    pooled = out[measured & (out["sd"] > 0)].groupby("kind")["sd"].median()
+    # the kind's typical spread: the median over its cells that moved and the in-lesson seed
+    # spreads (robust to one erratic row, such as a method that collapses with one seed, which
+    # keeps its own larger spread)
+    spreads = pd.concat([out.loc[measured & (out["sd"] > 0), ["kind", "sd"]], in_lesson_spread(per_run[0])[["kind", "sd"]]])
+    pooled = spreads.groupby("kind")["sd"].median()
     out["kind_sd"] = out["kind"].map(pooled).fillna(0.0)
     out["tolerance"] = np.where(measured, DIFFERENCE_SCALE * np.maximum(out["sd"], out["kind_sd"]), 0.0)
+    out.loc[measured & (out["tolerance"] == 0), "status"] = "underived"  # a kind nobody measured the noise of
     out[["sd", "kind_sd", "tolerance"]] = out[["sd", "kind_sd", "tolerance"]].round(4)
     return out
 
@@ -189,13 +219,9 @@ def seed_runs(folder: str | Path | None = None) -> list[Path]:
 
 def seed_summary(table: str, labels: Sequence[str], values: Sequence[str], runs: Sequence[str | Path] | None = None,
                  test_images: int | None = None) -> pd.DataFrame:
-    """Mean ± standard deviation over seeds of the ``values`` columns of ``table``, one row per
-    ``labels``; with ``test_images``, the test-set standard error of a top-1 at that mean.
-
-    Rows are matched by their labels, so a learned row (another signature with another seed)
-    still pairs with its counterparts. A gap between two rows means something only where it
-    exceeds their spread over seeds (and the test-set standard error).
-    """
+    """Mean ± standard deviation over the committed runs of the ``values`` columns of ``table``,
+    one row per ``labels`` (:func:`seeds.summarize`); rows are matched by their labels, so a
+    learned row (another signature with another seed) still pairs with its counterparts."""
     runs = list(runs) if runs is not None else seed_runs()
     frames = []
     for i, run in enumerate(runs):
@@ -206,36 +232,7 @@ def seed_summary(table: str, labels: Sequence[str], values: Sequence[str], runs:
         for label in labels:  # "joint-pruned (113,108 params)": the count is learned, the row is the same
             df[label] = df[label].str.replace(LEARNED_COUNT, "", regex=True)
         frames.append(df)
-    long = pd.concat(frames)
-    for column in values:
-        long[column] = pd.to_numeric(long[column].str.replace(",", ""), errors="coerce")
-    grouped = long.groupby(list(labels), sort=False)
-    out = grouped[list(values)].agg(["mean", "std"]).round(2)
-    out.columns = [f"{c} {stat}".replace(" std", " sd") for c, stat in out.columns]
-    out.insert(0, "seeds", grouped["run"].nunique())
-    if test_images:
-        for column in values:
-            p = out[f"{column} mean"].clip(0, 100) / 100
-            if column.lower().startswith("top-1"):
-                out[f"{column} test-set SE"] = (100 * np.sqrt(p * (1 - p) / test_images)).round(2)
-    return out.reset_index()
-
-
-def versus(summary: pd.DataFrame, value: str, reference: dict[str, str]) -> pd.DataFrame:
-    """Each row's gap to the ``reference`` row (``{label column: label}``) in mean ``value``,
-    and whether it exceeds two standard errors of a difference of means over the seeds
-    (``sqrt((sd_a^2 + sd_b^2) / n)``): below that, the two are a tie."""
-    key, label = next(iter(reference.items()))
-    ref = summary[summary[key] == label].iloc[0]
-    mean, sd, n = summary[f"{value} mean"], summary[f"{value} sd"], summary["seeds"]
-    gap = (mean - ref[f"{value} mean"]).round(2)
-    se = ((sd**2 + ref[f"{value} sd"] ** 2) / n) ** 0.5
-    out = summary.copy()
-    out[f"gap to {label}"] = gap
-    out["2 SE of gap"] = (2 * se).round(2)
-    out["verdict"] = ["reference" if r[key] == label else ("above" if g > 0 else "below") if abs(g) > 2 * e
-                      else "tie" for (_, r), g, e in zip(summary.iterrows(), gap, se)]
-    return out
+    return seeds.summarize(pd.concat(frames), labels, values, test_images, seed_column="run")
 
 
 # The tables that rank methods, summarised over seeds by ``python -m tutorial_lib.reproduce spread``.
@@ -269,7 +266,7 @@ def spread_report(runs: Sequence[str | Path] | None = None) -> str:
         summary = seed_summary(table, labels, values, having, TUTORIAL_TEST_IMAGES)
         if judged and reference:  # judged within each group of the first label where there are two
             groups = summary.groupby(labels[0], sort=False) if len(labels) > 1 else [(None, summary)]
-            summary = pd.concat([versus(g, judged, reference) for _, g in groups])
+            summary = pd.concat([seeds.versus(g, judged, reference) for _, g in groups])
         parts.append(f"## {table}\n\n{tables.to_markdown(summary)}\n")
     return "\n".join(parts)
 
