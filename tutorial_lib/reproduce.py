@@ -53,6 +53,10 @@ KINDS = (
     ("top-1 (points)", re.compile(r"top-1|accuracy|\bacc\b", re.I)),
     ("D1-all (points)", re.compile(r"d1", re.I)),
     ("share kept or removed (%)", re.compile(r"%|pct", re.I)),
+    # trained figures without a unit of their own: a training loss, a count of channels kept
+    # (exact-looking when three seeds agree, yet another CPU moves them: lesson 01 under AVX2)
+    ("training loss", re.compile(r"\bloss", re.I)),
+    ("channels kept (count)", re.compile(r"^kept$", re.I)),
 )
 PUBLISHED = re.compile(r"published|source|wanted", re.I)  # columns that are never measured
 COMMITTED = "notebooks/tables"
@@ -74,7 +78,7 @@ def is_timed(table: str, label: str, column: str) -> bool:
 def kind_of(label: str, column: str) -> str | None:
     """The kind of measure a cell belongs to (its row label and column name), if any."""
     text = f"{label} {column}"
-    return next((name for name, pattern in KINDS if pattern.search(text)), None)
+    return next((name for name, pattern in KINDS if pattern.search(text) or pattern.search(str(column))), None)
 
 
 def _tables_dir(folder: str | Path) -> Path:
