@@ -150,3 +150,4 @@ def test_trained_losses_and_channel_counts_have_kinds_so_agreeing_seeds_do_not_m
     assert reproduce.kind_of("2", "loss_mask") == "training loss"
     assert reproduce.kind_of("features.40", "kept") == "channels kept (count)"
     assert reproduce.kind_of("features.40", "total") is None  # the layer's width is fixed: exact
+    assert reproduce.kind_of("conv3b", "ours: kept") == "channels kept (count)"

@@ -56,7 +56,7 @@ KINDS = (
     # trained figures without a unit of their own: a training loss, a count of channels kept
     # (exact-looking when three seeds agree, yet another CPU moves them: lesson 01 under AVX2)
     ("training loss", re.compile(r"\bloss", re.I)),
-    ("channels kept (count)", re.compile(r"^kept$", re.I)),
+    ("channels kept (count)", re.compile(r"(^|: )kept$", re.I)),
 )
 PUBLISHED = re.compile(r"published|source|wanted", re.I)  # columns that are never measured
 COMMITTED = "notebooks/tables"
@@ -130,8 +130,11 @@ def _record(name: str, row: str, column: str, texts: list[str]) -> dict:
               "sd": 0.0}
     if is_timed(name, label, column):
         record["status"] = "timed"
-    elif record["kind"] is not None and (PUBLISHED.search(column) or numbers[0] is None):
+    elif record["kind"] is not None and PUBLISHED.search(column):
         record["status"] = "exact" if len(set(texts)) == 1 else "varies"
+    elif record["kind"] is not None and numbers[0] is None:  # text about a trained figure (a verdict, "met")
+        record["status"] = "exact" if len(texts) > 1 and len(set(texts)) == 1 else \
+            "underived" if len(texts) == 1 else "varies"
     elif len(texts) == 1:  # one run: a trained figure gets its kind's noise, anything else is not compared
         record["status"] = "measured" if record["kind"] is not None else "underived"
     elif len(set(texts)) == 1:  # the same in every run: exact, unless a trained figure of a pooled kind
