@@ -163,10 +163,10 @@ def _signature_setting(bundle: data.DataBundle, cfg):
     return sigs, scfg, sbundle
 
 
-def study_seeds(cfg) -> list[int]:
-    """Seeds of the random-signature study: ``cfg.seed + 1000 k`` for ``k < cfg.seeds`` (apart
-    from the ``seed + i`` that picks signature ``i``'s initial weights)."""
-    return [cfg.seed + 1000 * k for k in range(cfg.seeds)]
+def study_seeds(seed: int, count: int) -> list[int]:
+    """Seeds of the random-signature study and its noise yardstick: ``seed + 1000 k`` for
+    ``k < count`` (apart from the ``seed + i`` that picks signature ``i``'s initial weights)."""
+    return [seed + 1000 * k for k in range(count)]
 
 
 def signature_study(bundle: data.DataBundle, cfg, table: latency_table.LatencyTable, platform_names,
@@ -180,7 +180,7 @@ def signature_study(bundle: data.DataBundle, cfg, table: latency_table.LatencyTa
     sigs, scfg, sbundle = _signature_setting(bundle, cfg)
     train_kw = dict(epochs=cfg.signature_epochs, optimizer="adam", lr=cfg.signature_lr)
     per_seed = []
-    for k, seed in enumerate(study_seeds(cfg)):
+    for k, seed in enumerate(study_seeds(cfg.seed, cfg.seeds)):
         timed = k == 0  # latency does not depend on the weights: measured once
         run = signatures.evaluate_signatures(sigs, sbundle, scfg.replace(seed=seed), **train_kw,
                                              platform_names=list(platform_names), batch=cfg.latency_batch,
@@ -214,7 +214,7 @@ def signature_noise(bundle: data.DataBundle, cfg, study: pd.DataFrame | None = N
     columns = ["signature", "seed", "accuracy"]
     if not sigs:
         return pd.DataFrame(columns=columns)
-    seeds = [cfg.seed + 1000 * k for k in range(cfg.signature_repeats + 1)]
+    seeds = study_seeds(cfg.seed, cfg.signature_repeats + 1)
     rows = []
     if study is not None and len(study):
         done = {int(c.split()[-1].rstrip(")")): study[c].iloc[0] for c in seed_accuracies(study)}
@@ -237,16 +237,16 @@ def equal_cost_findings(df: pd.DataFrame, noise: pd.DataFrame, tolerance: float 
     n = len(seed_accuracies(df))
     spread = float(noise["accuracy"].max() - noise["accuracy"].min()) if len(noise) > 1 else float("nan")
     pairs["seed range"] = round(spread, 3)
-    two_se = []
+    se = []
     for _, pair in pairs.iterrows():
-        sd = [df.loc[df[pair["cost"]] == pair[f"cost {side}"], "accuracy sd"] for side in "ab"] \
-            if "accuracy sd" in df and pd.notna(pair["cost a"]) else []
-        se = ((float(sd[0].iloc[0]) ** 2 + float(sd[1].iloc[0]) ** 2) / n) ** 0.5 if sd and n > 1 else float("nan")
-        two_se.append(round(2 * se, 2))
-    pairs["2 SE of gap"] = two_se
-    pairs["gap beyond seed noise"] = [
-        seeds_mod.verdict(g, e / 2, n) != "tie" if pd.notna(g) and pd.notna(e) else False
-        for g, e in zip(pairs["difference"], pairs["2 SE of gap"])]
+        if "accuracy sd" not in df or pd.isna(pair["cost a"]) or n < 2:
+            se.append(float("nan"))
+            continue
+        sd_a, sd_b = (float(df.loc[df[pair["cost"]] == pair[f"cost {side}"], "accuracy sd"].iloc[0]) for side in "ab")
+        se.append(((sd_a**2 + sd_b**2) / n) ** 0.5)
+    pairs["2 SE of gap"] = [round(2 * e, 2) for e in se]
+    pairs["gap beyond seed noise"] = [pd.notna(g) and pd.notna(e) and seeds_mod.verdict(g, e, n) != "tie"
+                                      for g, e in zip(pairs["difference"], se)]
     return pairs
 
 

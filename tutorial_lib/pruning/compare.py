@@ -214,8 +214,7 @@ def imagenet_cfg(cfg, data_root: str | None = None):
 def accuracy_noise(accuracy: float, n: int) -> dict[str, float]:
     """How much a test accuracy can move by chance: one image in points, and the binomial
     standard error ``sqrt(p (1 - p) / n)`` in points."""
-    p = accuracy / 100
-    return {"one image (points)": 100 / n, "standard error (points)": 100 * (p * (1 - p) / n) ** 0.5}
+    return {"one image (points)": 100 / n, "standard error (points)": float(seeds.standard_error(accuracy, n))}
 
 
 def imagenet_experiment(cfg, imagenet_root: str | None) -> tuple[dict[str, Result] | None, Result | None]:
