@@ -9,7 +9,7 @@ from tutorial_lib.data import digits
 
 def test_digits_split_is_fixed_and_stratified():
     x_tr, y_tr, x_te, y_te = digits.digit_images()
-    assert x_tr.shape[1:] == (32, 32) and len(x_tr) + len(x_te) == 1797
+    assert x_tr.shape[1:] == (digits.IMAGE_SIZE,) * 2 and len(x_tr) + len(x_te) == 1797
     assert len(x_te) == 540
     assert np.bincount(y_te).min() >= 50  # every class in the test split
     assert 0.0 <= x_tr.min() and x_tr.max() <= 1.0
@@ -18,7 +18,8 @@ def test_digits_split_is_fixed_and_stratified():
 def test_digits_loader():
     bundle = data.load(profiles.resolve("tutorial", dataset="digits"))
     x, y = bundle.train[0]
-    assert x.shape == (3, 32, 32) and bundle.num_classes == 10
+    assert x.shape == (3, digits.IMAGE_SIZE, digits.IMAGE_SIZE) and bundle.num_classes == 10
+    assert bundle.image_size == digits.IMAGE_SIZE
     assert len(bundle.train) == 1257 and len(bundle.test) == 540
 
 
@@ -30,7 +31,7 @@ def test_digits_m_is_deterministic_and_uses_disjoint_photographs():
     assert all(np.array_equal(u, v) for u, v in zip(a, b))
     assert not np.array_equal(a[0], c[0])
     train, y_tr, test, y_te = a
-    assert train.dtype == np.uint8 and train.shape[1:] == (32, 32, 3)
+    assert train.dtype == np.uint8 and train.shape[1:] == (digits.IMAGE_SIZE, digits.IMAGE_SIZE, 3)
     assert len(test) >= 1500 and len(train) == 4 * 1257
     assert np.array_equal(y_te[:540], y_te[540:1080])  # several blends of every test digit
 

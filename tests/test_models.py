@@ -33,3 +33,19 @@ def test_bad_signatures_are_rejected(bad):
 def test_unknown_arch():
     with pytest.raises(ValueError, match="valid choices: vgg8, vgg11, vgg13, vgg16, vgg19"):
         vgg.vgg_signature("vgg20")
+
+
+def test_vgg_pools_round_up_so_24x24_keeps_every_stage():
+    from tutorial_lib.constraints import latency_table
+
+    model = vgg.VGG(vgg.vgg_signature("vgg19", 1 / 16), num_classes=10)
+    sizes = []
+    hooks = [m.register_forward_hook(lambda m, i, o: sizes.append(o.shape[-1]))
+             for m in model.features if isinstance(m, torch.nn.MaxPool2d)]
+    assert model(torch.randn(2, 3, 24, 24)).shape == (2, 10)
+    assert sizes == [12, 6, 3, 2, 1]  # 3 -> 2, not 1: the last stage still sees a 2x2 map
+    for h in hooks:
+        h.remove()
+    keys = latency_table.layers(latency_table.topology(model), (1, 3, 24, 24), "x")
+    assert [k.size for k in keys if k.kind == "maxpool"] == [24, 12, 6, 3, 2]
+    assert keys[-2].size == 1  # the global pool sees what the model's last pool gave

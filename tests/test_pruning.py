@@ -131,6 +131,14 @@ def test_scores_for_slimming_and_l1_norm():
     assert torch.allclose(l1["features.4"], model.features[4].weight.abs().sum(dim=(1, 2, 3)))
 
 
+def test_scratch_twins_train_for_scratch_epochs(smoke_cfg):
+    cfg = smoke_cfg.replace(train_limit=32, scratch_epochs=3, milestones=(1,))
+    spec = vgg.VGG([4, "M", 3], num_classes=10).spec()
+    model, history = baselines.scratch(spec, data.load(cfg), cfg)
+    assert len(history) == 3 and baselines.scratch_epochs(cfg) == 3
+    assert baselines.scratch_epochs(cfg.replace(scratch_epochs=None)) == cfg.epochs
+
+
 def test_all_methods_run_at_one_budget(smoke_cfg):
     cfg = smoke_cfg
     bundle = data.load(cfg)
@@ -144,6 +152,7 @@ def test_all_methods_run_at_one_budget(smoke_cfg):
     for method in ("slimming", "l1_norm"):
         assert results[method].params <= joint_r.params
     assert len(results["slimming"].history["before"]) == cfg.prune_epochs // 2  # sparse training ran
+    assert len(results["scratch"].history) == cfg.epochs  # Scratch-E: the baseline's schedule
     lat = compare.latencies({"baseline": base, **{k: r.model for k, r in results.items()}}, 32, min_run_time=0.01)
     b_acc, b_params, b_flops = compare.evaluate_packed(base, bundle, cfg, recalibrate=False)
     b = compare.Result("baseline", base, b_acc, b_params, b_flops)

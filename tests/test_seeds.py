@@ -53,6 +53,46 @@ def test_teacher_memo_reads_back_per_image_logits_in_any_batch_order():
     assert len(calls) == 3 and memo.hits == 3 and memo.misses == 8
 
 
+def test_teacher_memo_reads_back_tapped_features_and_stops_storing_at_its_byte_cap():
+    from tutorial_lib.distill import Taps
+
+    teacher = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    taps = Taps(teacher, ["1"])
+    memo = TeacherMemo(teacher, taps)
+    x = torch.randn(5, 3, 2, 2)
+    memo(x)
+    seen = memo.features[0].clone()
+    assert torch.allclose(seen, torch.relu(teacher[0](x)))
+    memo(torch.randn(2, 3, 2, 2))  # another batch: features are the new ones
+    memo(x[[4, 1]])  # read back, the teacher does not run
+    assert memo.hits == 2 and torch.equal(memo.features[0], seen[[4, 1]])
+    capped = TeacherMemo(teacher, taps, max_bytes=1)
+    capped(x), capped(x)  # nothing fits: the teacher runs every time, features still fresh
+    assert capped.hits == 0 and capped.misses == 10 and torch.allclose(capped.features[0], seen)
+    taps.remove()
+
+
+def test_students_train_alike_with_and_without_the_feature_memo(monkeypatch):
+    from tutorial_lib import data
+    from tutorial_lib.distill import student as student_mod
+    from tutorial_lib.models import vgg
+
+    cfg = profiles.resolve("smoke", train_limit=64, epochs=2)
+    bundle = data.load(cfg)
+    teacher = vgg.VGG([4, "M", 6, "M", 8, "M"], num_classes=10).eval()
+
+    def train(method):
+        torch.manual_seed(0)
+        student = vgg.VGG([2, "M", 3, "M", 4, "M"], num_classes=10)
+        return student_mod.train_student(student, teacher, bundle, cfg, method)
+
+    memo_runs = {m: train(m) for m in ("at", "fsp")}
+    monkeypatch.setattr(student_mod, "remembered", lambda t, c, taps=None: t)  # the teacher runs every batch
+    for method, history in memo_runs.items():
+        plain = train(method)
+        assert history["loss_task"].tolist() == pytest.approx(plain["loss_task"].tolist(), rel=1e-4, abs=1e-5)
+
+
 def test_the_memo_is_used_only_where_images_repeat():
     teacher = torch.nn.Linear(2, 2)
     assert isinstance(remembered(teacher, profiles.resolve("smoke")), TeacherMemo)

@@ -93,6 +93,12 @@ def test_cache_trains_once(smoke_cfg):
     assert cache.key(smoke_cfg, fields) == cache.key(smoke_cfg.replace(num_workers=2, prune_lambda=3.0), fields)
 
 
+def test_cache_key_changes_with_the_artifact_version(smoke_cfg, monkeypatch):
+    before = cache.key(smoke_cfg, profiles.BASELINE_FIELDS)
+    monkeypatch.setattr(cache, "ARTIFACT_VERSION", cache.ARTIFACT_VERSION + 1)
+    assert cache.key(smoke_cfg, profiles.BASELINE_FIELDS) != before  # changed code retrains
+
+
 def test_mask_run_closes_gates(smoke_cfg):
     cfg = smoke_cfg.replace(mask_epochs=2, mask_lambda=50.0, mask_lr=1.0)
     bundle = data.load(cfg)

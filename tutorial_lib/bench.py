@@ -52,8 +52,16 @@ def _step_setting(profile: str):
     cfg = profiles.resolve(profile)
     threads = repro.resolve_threads(cfg.threads)
     repro.seed_everything(0, threads)
-    x, y = torch.randn(cfg.batch_size, 3, 32, 32), torch.randint(0, 10, (cfg.batch_size,))
+    size = image_size(cfg)
+    x, y = torch.randn(cfg.batch_size, 3, size, size), torch.randint(0, 10, (cfg.batch_size,))
     return cfg, threads, models.build(cfg, 10), x, y
+
+
+def image_size(cfg) -> int:
+    """The side of the profile's images (digits_m: 24; CIFAR and the smoke data: 32)."""
+    from tutorial_lib.data import digits
+
+    return digits.IMAGE_SIZE if cfg.dataset in ("digits", "digits_m") else 32
 
 
 def masks_overhead(profile: str = "tutorial", repeats: int = 7, steps: int = 5) -> dict:
@@ -137,7 +145,8 @@ def distill_overhead(profile: str = "tutorial", repeats: int = 7) -> dict:
     repro.seed_everything(0, threads)
     teacher = models.build(cfg, 10).eval()
     student = vgg.VGG(vgg.vgg_signature("vgg8", cfg.width), num_classes=10)
-    x, y = torch.randn(cfg.batch_size, 3, 32, 32), torch.randint(0, 10, (cfg.batch_size,))
+    size = image_size(cfg)
+    x, y = torch.randn(cfg.batch_size, 3, size, size), torch.randint(0, 10, (cfg.batch_size,))
     opt = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9)
     s_names, t_names = stage_taps(student), stage_taps(teacher)
     n = len(s_names) // 2  # the first n taps are the stage ends

@@ -18,11 +18,17 @@ from torch import nn
 
 from tutorial_lib import checkpoint, paths
 
+# Bumped whenever a change to the code or the shipped data changes what an artifact would be
+# (settings alone cannot tell): 2 = digits_m at 24x24 with round-up pools.
+ARTIFACT_VERSION = 2
+
+
 def key(cfg, fields: Iterable[str], **extra) -> str:
     """A short hash of the settings ``fields`` of ``cfg`` (and any extra settings) that
-    produced an artifact; settings outside ``fields`` do not invalidate it."""
+    produced an artifact, with :data:`ARTIFACT_VERSION`; settings outside ``fields`` do not
+    invalidate it."""
     settings = {k: getattr(cfg, k) for k in fields}
-    blob = json.dumps({**settings, **extra}, sort_keys=True, default=str)
+    blob = json.dumps({**settings, **extra, "_artifact_version": ARTIFACT_VERSION}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

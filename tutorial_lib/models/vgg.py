@@ -5,7 +5,9 @@ for a 2x2 max-pool, e.g. ``[64, 64, "M", 128, ...]``. The network is
 conv3x3(bias) -> BN -> ReLU per entry, then a global average pool and one Linear, as in
 the group's public CIFAR code. Because the signature is all a VGG needs, a pruned model
 is rebuilt from its kept channel counts alone. At width 1 with 100 classes VGG19-BN has
-20,086,692 parameters.
+20,086,692 parameters. The max-pools round odd sizes up (``ceil_mode``), so inputs whose
+side is not a multiple of 32 (the tutorial's 24x24 digits_m) keep every stage; on 32x32 and
+224x224 inputs this is the usual VGG.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class VGG(nn.Module):
         channels = in_channels
         for v in self.signature:
             if v == "M":
-                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True))
             else:
                 layers.append(nn.Conv2d(channels, v, kernel_size=3, padding=1))
                 if batch_norm:

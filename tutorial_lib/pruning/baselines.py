@@ -1,5 +1,6 @@
-"""The methods joint pruning is compared with, each at the same parameter count and the
-same total epoch budget:
+"""The methods joint pruning is compared with, each at the same parameter count; the
+methods that start from the baseline get the pruning epochs, the from-scratch twins the
+baseline's schedule:
 
 - ``scratch``: the pruned signature, freshly initialised, trained from scratch;
 - ``scratch_kd``: the same with Hinton KD (T = 4) from the baseline;
@@ -96,11 +97,18 @@ def _epochs_schedule(cfg, epochs: int):
     return cfg.replace(epochs=epochs, milestones=milestones)
 
 
+def scratch_epochs(cfg) -> int:
+    """Epochs of a from-scratch twin: ``cfg.scratch_epochs``, else the baseline's ``cfg.epochs``."""
+    return cfg.epochs if cfg.scratch_epochs is None else cfg.scratch_epochs
+
+
 def scratch(spec: dict, bundle: data.DataBundle, cfg, teacher: nn.Module | None = None,
             checkpoint_dir=None) -> tuple[nn.Module, pd.DataFrame]:
-    """Train the signature ``spec`` from scratch for the baseline's epochs plus the pruning
-    epochs (the whole budget), with the baseline's recipe; with ``teacher``, add KD."""
-    run_cfg = _epochs_schedule(cfg, cfg.epochs + cfg.prune_epochs)
+    """Train the signature ``spec`` from scratch with the baseline's recipe for
+    ``cfg.scratch_epochs`` epochs (default: the baseline's own schedule, Liu et al.'s
+    "Scratch-E"; the pruning methods also inherit the baseline's epochs, so they see more);
+    with ``teacher``, add KD."""
+    run_cfg = _epochs_schedule(cfg, scratch_epochs(cfg))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = models.from_spec(spec)

@@ -21,6 +21,10 @@ from tutorial_lib.pruning import baselines, joint
 from tutorial_lib.pruning.pack import pack
 
 METHODS = ("joint", "scratch", "scratch_kd", "slimming", "l1_norm")
+# The frontier's methods: joint pruning, the criterion with a per-layer rate and the signature
+# from scratch. Network Slimming and scratch + KD are ranked at the main lambda only: the
+# frontier repeats each method once per lambda, and five per lambda do not fit a sitting.
+FRONTIER_METHODS = ("joint", "l1_norm", "scratch")
 
 # label, layer-wise rate needed?, fine-tune needed?, published row (or None)
 METHOD_INFO = {
