@@ -93,6 +93,23 @@ def test_students_train_alike_with_and_without_the_feature_memo(monkeypatch):
         assert history["loss_task"].tolist() == pytest.approx(plain["loss_task"].tolist(), rel=1e-4, abs=1e-5)
 
 
+def test_runs_under_one_unchanged_teacher_share_its_memo():
+    from tutorial_lib.distill import Taps, memo as memo_mod
+
+    cfg = profiles.resolve("smoke")
+    teacher = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    first = remembered(teacher, cfg)
+    assert remembered(teacher, cfg) is first  # the next run reads what the first one saw
+    with Taps(teacher, ["1"]) as taps:
+        tapped = remembered(teacher, cfg, taps)
+        assert tapped is not first and remembered(teacher, cfg, taps) is tapped  # other taps: another memo
+    with torch.no_grad():
+        teacher[0].weight.add_(1.0)  # the teacher changed: what was remembered is stale
+    assert remembered(teacher, cfg) is not first
+    memo_mod.forget()
+    assert not memo_mod._shared
+
+
 def test_the_memo_is_used_only_where_images_repeat():
     teacher = torch.nn.Linear(2, 2)
     assert isinstance(remembered(teacher, profiles.resolve("smoke")), TeacherMemo)

@@ -236,10 +236,11 @@ PROFILES: dict[str, dict[str, Any]] = {
         dataset="digits_m", arch="vgg19", width=0.25, epochs=8, batch_size=64, lr=0.02, seeds=3,
         momentum=0.9, weight_decay=5e-4, milestones=(6, 7), lr_gamma=0.1, augment=False,
         mask_epochs=4, mask_lambda=1.0, mask_lr=0.01, mask_weight_lr=0.01,
-        prune_epochs=6, prune_lambda=0.025, mask_loss="filter_sum", frontier_lambdas=(0.01, 0.1),
-        # lesson 05's pruned student: lambda 0.05 sits between lesson 02's main budget (0.025, whose
-        # signature trained alone passes the teacher) and the frontier's hardest (0.1, where the
-        # gates of whole layers close and the signature no longer trains in a few epochs)
+        # frontier: 0.1 closed every layer but one to a single filter at 24x24, so the frontier
+        # stops at 0.05, which is also lesson 05's pruned student (one pruning, cached, for both)
+        prune_epochs=6, prune_lambda=0.025, mask_loss="filter_sum", frontier_lambdas=(0.01, 0.05),
+        # lesson 05's pruned student: lambda 0.05, the frontier's hardest budget (about 10% of the
+        # teacher's parameters), where distillation has the most to give
         student_width=0.125, student_epochs=4, student_lambda=0.05,
         bounds_batches=(1, 16, 64), signature_count=8, signature_epochs=3, signature_train_limit=None,
         signature_lr=1e-3, signature_repeats=2, budget_params=None, budget_params_fraction=0.1,

@@ -8,11 +8,17 @@ has not seen and reads the rest back, keyed by the image's bytes, so any batch o
 batch size works. Logits (a 2-D output) are kept, and with ``taps`` the teacher's tapped
 features too (what AT, FSP and FitNet compare), up to ``max_bytes``; beyond that, or for
 any other output, the teacher simply runs.
+
+:func:`remembered` hands every run under the same frozen teacher (and the same taps) the
+same memo, so lesson 05's thirty students run the teacher once per image, not once per
+student. A memo is dropped as soon as the teacher's weights or buffers change (their
+version counters), and at most :data:`SHARED_MEMOS` are kept.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 
 import torch
 from torch import nn
@@ -73,9 +79,37 @@ class TeacherMemo:
         return self
 
 
+SHARED_MEMOS = 3  # logits alone, stage ends (AT, FitNet), ends and starts (FSP)
+_shared: OrderedDict[tuple, tuple[tuple[int, ...], TeacherMemo]] = OrderedDict()
+
+
+def fingerprint(model: nn.Module) -> tuple[int, ...]:
+    """The version counters of ``model``'s parameters and buffers: any in-place change
+    (an optimiser step, ``load_state_dict``, BN statistics in train mode) moves one."""
+    return tuple(t._version for t in [*model.parameters(), *model.buffers()])
+
+
+def forget() -> None:
+    """Drop every shared memo (frees their memory)."""
+    _shared.clear()
+
+
 def remembered(teacher: nn.Module, cfg, taps: Taps | None = None) -> nn.Module | TeacherMemo:
     """``teacher`` wrapped in a :class:`TeacherMemo` (remembering ``taps`` too, if given) where
-    the training images repeat exactly (``cfg.augment`` off, CPU); the teacher itself elsewhere."""
+    the training images repeat exactly (``cfg.augment`` off, CPU); the teacher itself elsewhere.
+    The memo is shared with earlier calls for the same unchanged teacher and tap names."""
     if cfg.augment or str(cfg.device) != "cpu" or isinstance(teacher, TeacherMemo):
         return teacher
-    return TeacherMemo(teacher, taps)
+    key = (id(teacher), tuple(taps.names) if taps is not None else ())
+    print_ = fingerprint(teacher)
+    if key in _shared and _shared[key][0] == print_ and _shared[key][1].teacher is teacher:
+        memo = _shared[key][1]
+        memo.taps = taps  # the live hooks of this run (an earlier run's are removed)
+        teacher.eval()
+        _shared.move_to_end(key)
+        return memo
+    memo = TeacherMemo(teacher, taps)
+    _shared[key] = (print_, memo)
+    while len(_shared) > SHARED_MEMOS:
+        _shared.popitem(last=False)
+    return memo
