@@ -24,7 +24,8 @@ LABELS = {"scratch": "student from scratch", "kd": "KD", "fitnet": "FitNet (hint
 
 
 def widths_at(model: nn.Module, names: list[str]) -> list[int]:
-    """Channel counts of the tapped outputs (one dry forward pass of a 32x32 image)."""
+    """Channel counts of the tapped outputs (one dry forward pass of a 32x32 image: the
+    counts do not depend on the size)."""
     with Taps(model, names) as taps, torch.no_grad():
         model.eval()(torch.zeros(1, 3, 32, 32))
         return [f.shape[1] for f in taps.features()]

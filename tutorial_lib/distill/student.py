@@ -6,7 +6,8 @@ A method is a name plus its parameters, so a table row is one entry of ``METHODS
 - ``kd``: CE + KD on the logits (T = 4);
 - ``at``: CE + attention transfer at the inner stage ends (beta = 1e3; the first and last
   stage ends are left out, as in the public RepDistiller code: the last map is 2x2 at
-  32x32 input, and its term alone, scaled by 1e3, swamps cross-entropy);
+  32x32 input and at the tutorial's 24x24, and its term alone, scaled by 1e3, swamps
+  cross-entropy);
 - ``fsp``: CE + FSP between the first and last activation of every stage (through 1x1
   connectors where the student's widths differ from the teacher's);
 - ``fitnet``: hint training of the student up to its guided layer through a regressor,
