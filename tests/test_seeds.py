@@ -110,6 +110,30 @@ def test_runs_under_one_unchanged_teacher_share_its_memo():
     assert not memo_mod._shared
 
 
+def test_a_students_extra_layers_do_not_depend_on_what_ran_before():
+    from tutorial_lib import data
+    from tutorial_lib.distill import memo as memo_mod, student as student_mod
+    from tutorial_lib.models import vgg
+
+    cfg = profiles.resolve("smoke", train_limit=32, epochs=1)
+    bundle = data.load(cfg)
+    teacher = vgg.VGG([4, "M", 6, "M", 8, "M"], num_classes=10).eval()
+
+    def train(method):
+        memo_mod.forget()  # each run fills its own memo: only the generator differs
+        student = vgg.VGG([2, "M", 3, "M", 4, "M"], num_classes=10)
+        student.load_state_dict(start)
+        student_mod.train_student(student, teacher, bundle, cfg, method)
+        return student.state_dict()
+
+    start = vgg.VGG([2, "M", 3, "M", 4, "M"], num_classes=10).state_dict()
+    for method in ("fitnet", "fsp"):
+        first = train(method)
+        torch.rand(7)  # another run, an evaluation: the global generator moves
+        second = train(method)
+        assert all(torch.equal(a, b) for a, b in zip(first.values(), second.values()))
+
+
 def test_the_memo_is_used_only_where_images_repeat():
     teacher = torch.nn.Linear(2, 2)
     assert isinstance(remembered(teacher, profiles.resolve("smoke")), TeacherMemo)

@@ -24,6 +24,17 @@ def test_same_seed_same_weights_and_history(smoke_cfg):
     assert not torch.equal(a.classifier.weight, c.classifier.weight)
 
 
+def test_evaluating_the_last_epoch_only_trains_the_same_weights(smoke_cfg):
+    cfg = smoke_cfg.replace(epochs=3)
+    every, h_every = _fit(cfg)
+    torch.manual_seed(0)
+    last = models.build(cfg, 10)
+    h_last = train.fit(last, data.load(cfg), cfg, evaluate_each_epoch=False)
+    assert all(torch.equal(p, q) for p, q in zip(every.state_dict().values(), last.state_dict().values()))
+    assert h_last["test_accuracy"].isna().tolist() == [True, True, False]
+    assert h_last["test_accuracy"].iloc[-1] == h_every["test_accuracy"].iloc[-1]
+
+
 def test_skipping_the_nan_fill_of_deterministic_mode_changes_no_bit(smoke_cfg, monkeypatch):
     """repro turns torch's fill of uninitialised memory off for speed: training must come out
     bit-for-bit as with the fill on (a kernel reading memory it never wrote would show here)."""

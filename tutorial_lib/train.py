@@ -126,14 +126,17 @@ def fit(
     desc: str = "train",
     task_weight: float = 1.0,
     task: Task = CLASSIFICATION,
+    evaluate_each_epoch: bool = True,
 ) -> pd.DataFrame:
     """Train ``model`` on ``task`` (cross-entropy by default) + ``regularizer`` terms and
     return one row per epoch.
 
     ``regularizer(model, x, y, outputs)`` returns named loss terms added to the task loss
     (``task_weight`` x task loss), for example ``{"mask": lambda * sparsity}``; each is
-    logged per epoch, and so are the task's test metrics (``test_<name>``). The default
-    optimizer is the profile's SGD with a MultiStepLR at ``cfg.milestones``.
+    logged per epoch, and so are the task's test metrics (``test_<name>``): after every epoch,
+    or with ``evaluate_each_epoch=False`` after the last one only (NaN before; for runs whose
+    curve nobody reads, such as lesson 05's thirty-six students). The default optimizer is the
+    profile's SGD with a MultiStepLR at ``cfg.milestones``.
     """
     epochs = cfg.epochs if epochs is None else epochs
     device = cfg.device
@@ -176,7 +179,9 @@ def fit(
             if cfg.max_steps is not None and steps >= cfg.max_steps:
                 break
         scheduler.step()
-        scores = task.evaluate(model, test_loader, device)
+        last_epoch = epoch + 1 == epochs or (cfg.max_steps is not None and steps >= cfg.max_steps)
+        scores = task.evaluate(model, test_loader, device) if evaluate_each_epoch or last_epoch \
+            else {k: float("nan") for k in task.logged}
         row = {"epoch": epoch + 1, **{f"loss_{k}": v / max(seen, 1) for k, v in sums.items()},
                **{f"test_{k}": scores[k] for k in task.logged},
                "epoch_seconds": time.perf_counter() - t0}

@@ -98,7 +98,8 @@ def train_student(
     hint_layer: int = 2,
     checkpoint_dir: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Train ``student`` with ``method`` under the frozen ``teacher``; return the history.
+    """Train ``student`` with ``method`` under the frozen ``teacher``; return the history
+    (test metrics after the last epoch only: the caller evaluates the student it gets back).
 
     ``hint_layer`` picks the stage whose end is FitNet's hint (teacher) and guided layer
     (student). For FitNet's two stages, the first ``epochs // 4`` epochs train only the hint
@@ -117,8 +118,12 @@ def train_student(
         x = bundle.train[0][0].unsqueeze(0)
         student.eval()(x), teacher(x)
     s_widths, t_widths = [f.shape[1] for f in s_taps.features()], [f.shape[1] for f in t_taps.features()]
-    regressor = losses.hint_regressor(s_widths[hint_layer], t_widths[hint_layer]) if "hint" in spec else None
-    connectors = fsp_connectors(s_widths, t_widths) if "fsp" in spec else None
+    # the extra layers start from the run's seed, not from whatever the global generator holds
+    # after earlier runs (a DataLoader draws from it each time it is iterated)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        regressor = losses.hint_regressor(s_widths[hint_layer], t_widths[hint_layer]) if "hint" in spec else None
+        connectors = fsp_connectors(s_widths, t_widths) if "fsp" in spec else None
 
     # the teacher's logits and tapped features are read back per image after the first epoch
     features_used = any(k in spec for k in ("at", "fsp", "hint"))
@@ -157,16 +162,19 @@ def train_student(
         if not spec.get("two_stage"):
             terms = {k: v for k, v in spec.items() if k in ("kd", "at", "fsp", "hint")}
             return train.fit(student, bundle, cfg, epochs=epochs, optimizer=train.sgd(params, cfg),
-                             regularizer=make_regularizer(terms), checkpoint_dir=folder, desc=method)
+                             regularizer=make_regularizer(terms), checkpoint_dir=folder, desc=method,
+                             evaluate_each_epoch=False)
         hint_epochs = max(1, epochs // 4) if epochs > 1 else 1  # with one epoch there is only the hint stage
         # stage 1: the hint alone (task weight 0) trains the student up to its guided layer
         first = train.fit(student, bundle, cfg.replace(epochs=hint_epochs, milestones=()), epochs=hint_epochs,
                           optimizer=train.sgd(params, cfg), regularizer=make_regularizer({"hint": spec["hint"]}),
-                          checkpoint_dir=folder / "hint" if folder else None, desc="fitnet hint", task_weight=0.0)
+                          checkpoint_dir=folder / "hint" if folder else None, desc="fitnet hint", task_weight=0.0,
+                          evaluate_each_epoch=False)
         # stage 2: CE + KD on the whole student
         second = train.fit(student, bundle, cfg, epochs=epochs - hint_epochs,
                            optimizer=train.sgd(student.parameters(), cfg), regularizer=make_regularizer({"kd": 1.0}),
-                           checkpoint_dir=folder / "kd" if folder else None, desc="fitnet kd")
+                           checkpoint_dir=folder / "kd" if folder else None, desc="fitnet kd",
+                           evaluate_each_epoch=False)
         if not second.empty:
             second["epoch"] += hint_epochs
         return pd.concat([first.assign(stage="hint"), second.assign(stage="kd")], ignore_index=True)
