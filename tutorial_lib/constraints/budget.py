@@ -132,7 +132,7 @@ def spec_flops(topo: latency_table.Topology, input_shape: tuple[int, ...]) -> in
     batch, size, c, total = input_shape[0], input_shape[-1], topo.in_channels, 0
     for v in topo.signature:
         if v == "M":
-            size = (size + 1) // 2  # the VGG's pools round up (ceil_mode)
+            size = models.vgg.pooled(size)
             continue
         total += 2 * batch * size * size * c * v * 9
         c = v

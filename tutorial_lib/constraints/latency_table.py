@@ -150,7 +150,7 @@ def layers(topo: Topology, input_shape: tuple[int, ...], platform: str) -> list[
     for v in topo.signature:
         if v == "M":
             keys.append(LayerKey("maxpool", channels, channels, size, batch, platform))
-            size = (size + 1) // 2  # the VGG's pools round up (ceil_mode)
+            size = vgg_module.pooled(size)
         else:
             keys.append(LayerKey(conv, channels, int(v), size, batch, platform))
             channels = int(v)

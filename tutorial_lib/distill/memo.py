@@ -101,15 +101,15 @@ def remembered(teacher: nn.Module, cfg, taps: Taps | None = None) -> nn.Module |
     if cfg.augment or str(cfg.device) != "cpu" or isinstance(teacher, TeacherMemo):
         return teacher
     key = (id(teacher), tuple(taps.names) if taps is not None else ())
-    print_ = fingerprint(teacher)
-    if key in _shared and _shared[key][0] == print_ and _shared[key][1].teacher is teacher:
+    current = fingerprint(teacher)
+    if key in _shared and _shared[key][0] == current and _shared[key][1].teacher is teacher:
         memo = _shared[key][1]
         memo.taps = taps  # the live hooks of this run (an earlier run's are removed)
         teacher.eval()
         _shared.move_to_end(key)
         return memo
     memo = TeacherMemo(teacher, taps)
-    _shared[key] = (print_, memo)
+    _shared[key] = (current, memo)
     while len(_shared) > SHARED_MEMOS:
         _shared.popitem(last=False)
     return memo

@@ -19,6 +19,11 @@ from torch import nn
 
 Signature = list[Union[int, str]]
 
+
+def pooled(size: int) -> int:
+    """The side after one of the VGG's 2x2 max-pools, which round odd sizes up (``ceil_mode``)."""
+    return (size + 1) // 2
+
 VGG_SIGNATURES: dict[str, Signature] = {
     # vgg8: one conv per stage at VGG's stage widths (RepDistiller's CIFAR student)
     "vgg8": [64, "M", 128, "M", 256, "M", 512, "M", 512, "M"],
