@@ -11,7 +11,7 @@ PYTEST_FLAGS ?= -q -p no:cacheprovider --durations=12
 # tests/test_notebooks.py, but nbval has no committed outputs to compare (none at present).
 NBVAL_PENDING :=
 
-.PHONY: setup tables notebooks tolerances test test-fast bench lab clean help
+.PHONY: setup tables notebooks tolerances kernels test test-fast bench lab clean help
 
 help:
 	@echo "make tables [PROFILE=smoke|tutorial|paper] [ARGS='--seed 1 -p NAME VALUE']  run every notebook, write results/<profile>/REPORT.md"
@@ -19,6 +19,7 @@ help:
 	@echo "make test-fast   unit tests + smoke notebooks only (inner loop)"
 	@echo "make notebooks   refresh the committed notebook outputs and notebooks/tables (tutorial profile)"
 	@echo "make tolerances  re-run every lesson with SEEDS (default 1 2) and derive notebooks/tables/tolerances.csv"
+	@echo "make kernels     re-run seed 0 under other CPU kernels (KERNEL=avx2) into notebooks/tables/kernels/, re-derive"
 	@echo "make bench       print the speed figures and lesson 03's targets"
 	@echo "make setup | lab | clean"
 
@@ -50,6 +51,18 @@ tolerances: $(STAMP)
 			--target notebooks/tables/seed$$s || exit 1; done
 	$(PY) -m tutorial_lib.reproduce derive
 	$(PY) -m tutorial_lib.reproduce spread
+
+# The spread across CPUs, measured: every lesson with seed 0 again under another instruction set
+# (default: AVX2 kernels pinned on an AVX-512 host; on another machine, `make kernels KERNEL=<name>
+# KERNEL_ENV=` records that machine's own kernels), its tables committed in
+# notebooks/tables/kernels/$(KERNEL)/; a cell that moved there is held to that spread too.
+KERNEL ?= avx2
+KERNEL_ENV ?= ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2
+kernels: $(STAMP)
+	env $(KERNEL_ENV) TQDM_DISABLE=1 $(PY) -m tutorial_lib.run --results results/kernels/$(KERNEL)
+	$(PY) -m tutorial_lib.reproduce freeze --source results/kernels/$(KERNEL)/tutorial/tables \
+		--target notebooks/tables/kernels/$(KERNEL)
+	$(PY) -m tutorial_lib.reproduce derive
 
 # nbval re-runs the committed notebooks first and compares their exact cells; the tables that
 # run writes (results/tutorial/tables) are then compared with notebooks/tables within the

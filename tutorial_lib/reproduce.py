@@ -18,6 +18,7 @@ by ``make notebooks``), the tolerances in ``notebooks/tables/tolerances.csv``::
 
     make notebooks      # seed 0: the committed outputs, and their tables in notebooks/tables
     make tolerances     # seeds 1 and 2 into notebooks/tables/seed<N>/, then tolerances.csv
+    make kernels        # seed 0 under AVX2 kernels into notebooks/tables/kernels/avx2/, then tolerances.csv
     python -m tutorial_lib.reproduce check          # results/tutorial against notebooks/tables
 """
 
@@ -63,6 +64,7 @@ COMMITTED = "notebooks/tables"
 LEARNED_COUNT = r"\s*\([\d,]+ params\)"
 TUTORIAL_TEST_IMAGES = 1620  # digits_m's test split (540 digits x 3 blends): the standard error's n
 TOLERANCES = "tolerances.csv"
+KERNELS = "kernels"  # notebooks/tables/kernels/<name>/: seed 0 again under other CPU kernels
 KEY = ["table", "row", "column"]
 
 
@@ -110,14 +112,19 @@ def _number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def cells(name: str, df: pd.DataFrame) -> Iterable[tuple[str, str, str]]:
-    """``(row, column, text)`` of every cell; a row is named by its first column and, where
-    that repeats, its position (``label #2``)."""
+def row_names(df: pd.DataFrame) -> list[str]:
+    """Each row's name: its first column and, where that repeats, its position (``label #2``)."""
     seen: dict[str, int] = {}
-    for _, record in df.iterrows():
-        label = str(record.iloc[0])
+    names = []
+    for label in df.iloc[:, 0].astype(str) if len(df.columns) else []:
         seen[label] = seen.get(label, 0) + 1
-        row = label if seen[label] == 1 else f"{label} #{seen[label]}"
+        names.append(label if seen[label] == 1 else f"{label} #{seen[label]}")
+    return names
+
+
+def cells(name: str, df: pd.DataFrame) -> Iterable[tuple[str, str, str]]:
+    """``(row, column, text)`` of every cell, rows named by :func:`row_names`."""
+    for row, (_, record) in zip(row_names(df), df.iterrows()):
         for column in df.columns:
             yield row, str(column), str(record[column])
 
@@ -146,27 +153,48 @@ def _record(name: str, row: str, column: str, texts: list[str]) -> dict:
     return record
 
 
+def seed_groups(name: str, df: pd.DataFrame) -> Iterable[tuple[list[str], str, str, float]]:
+    """``(rows, column, kind, sd)`` of each method in a table that lists every seed of a
+    lesson's own ranked comparison (a ``seed`` column: lessons 02, 04, 05): the rows of one
+    method (its label columns alike), a trained column, and that method's spread over the seeds."""
+    if "seed" not in df.columns or df["seed"].nunique() < 2 or name in TIMED_TABLES:
+        return  # one seed (a sweep such as lesson 02's frontier): its rows differ by setting, not seed
+    labels = [c for c in df.columns if c != "seed" and pd.to_numeric(df[c].str.replace(",", ""),
+                                                                      errors="coerce").isna().any()]
+    names = pd.Series(row_names(df), index=df.index)
+    for column in df.columns:
+        if column in labels or column == "seed" or is_timed(name, "", column):
+            continue
+        values = pd.to_numeric(df[column].str.replace(",", ""), errors="coerce")
+        for key, part in values.groupby([df[c] for c in labels] if labels else [0] * len(df), sort=False):
+            label = str(key[0] if isinstance(key, tuple) else key)
+            sd = part.std()
+            if pd.notna(sd) and sd > 0 and kind_of(label, column):
+                yield list(names[part.index]), str(column), kind_of(label, column), float(sd)
+
+
 def in_lesson_spread(tables_of_run: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """``kind``, ``sd`` of every group of a table that lists each seed of a lesson's own ranked
-    comparison (a ``seed`` column: lessons 02, 04, 05): the same noise the seed re-runs measure."""
-    rows = []
-    for name, df in tables_of_run.items():
-        if "seed" not in df.columns or df["seed"].nunique() < 2 or name in TIMED_TABLES:
-            continue  # one seed (a sweep such as lesson 02's frontier): its rows differ by setting, not seed
-        labels = [c for c in df.columns if c != "seed" and pd.to_numeric(df[c].str.replace(",", ""),
-                                                                          errors="coerce").isna().any()]
-        for column in df.columns:
-            if column in labels or column == "seed" or is_timed(name, "", column):
-                continue
-            values = pd.to_numeric(df[column].str.replace(",", ""), errors="coerce")
-            for key, sd in values.groupby([df[c] for c in labels] if labels else [0] * len(df)).std().items():
-                label = key[0] if isinstance(key, tuple) else key
-                if pd.notna(sd) and sd > 0 and kind_of(str(label), column):
-                    rows.append({"table": name, "kind": kind_of(str(label), column), "sd": float(sd)})
+    """``table``, ``kind``, ``sd`` of every method of every in-lesson seed table (:func:`seed_groups`):
+    the same noise the seed re-runs measure."""
+    rows = [{"table": name, "kind": kind, "sd": sd} for name, df in tables_of_run.items()
+            for _, _, kind, sd in seed_groups(name, df)]
     return pd.DataFrame(rows, columns=["table", "kind", "sd"])
 
 
-def derive(runs: Sequence[str | Path], min_seeds: int = MIN_SEEDS) -> pd.DataFrame:
+def _kernel_spread(record: dict, texts: list[str], other_kernels: list[str]) -> dict:
+    """Widen one cell's record by what the same seed gave under other CPU kernels (another
+    instruction set sums in another order): a cell that moved there is measured with the
+    spread over every run, or ``varies`` where it is text; a cell that did not move keeps
+    its record. Kernel runs never make a cell stricter: they repeat seed 0, not a new seed."""
+    if not other_kernels or all(t == texts[0] for t in other_kernels):
+        return record
+    numbers = [_number(t) for t in texts + other_kernels]
+    if record["status"] in ("measured", "exact") and all(n is not None for n in numbers):
+        return {**record, "status": "measured", "sd": max(record["sd"], float(np.std(numbers, ddof=1)))}
+    return {**record, "status": "varies"} if record["status"] == "exact" else record
+
+
+def derive(runs: Sequence[str | Path], kernels: Sequence[str | Path] = (), min_seeds: int = MIN_SEEDS) -> pd.DataFrame:
     """Per-cell tolerances from the same lessons run with several seeds (one folder a seed).
 
     Each cell gets a status from the runs that wrote its table: ``exact`` (the same text in
@@ -180,10 +208,16 @@ def derive(runs: Sequence[str | Path], min_seeds: int = MIN_SEEDS) -> pd.DataFra
     (top-1, D1-all, a share in %) in a table that only one run wrote (a lesson whose seed
     re-runs are older than its notebook) is still held to its kind's noise; a cell of no kind
     there stays ``underived``: listed, not compared, until the seeds are run again.
+
+    Two more sources of spread widen a cell, never narrow it: the spread of its own method
+    over the seeds where the cell is one seed of an in-lesson comparison (:func:`seed_groups`:
+    a method that trains erratically moves as much on another host), and ``kernels``,
+    the first run's seed again under other CPU kernels (``make kernels``; :func:`_kernel_spread`).
     """
     if len(runs) < min_seeds:
         raise ValueError(f"tolerances need at least {min_seeds} runs with different seeds, got {len(runs)}")
     per_run = [read_tables(r) for r in runs]
+    per_kernel = [read_tables(r) for r in kernels]
     rows = []
     for name in sorted(set.union(*(set(t) for t in per_run))):
         having = [run_tables[name] for run_tables in per_run if name in run_tables]
@@ -193,13 +227,27 @@ def derive(runs: Sequence[str | Path], min_seeds: int = MIN_SEEDS) -> pd.DataFra
         for df in having:
             for row, column, text in cells(name, df):
                 values.setdefault((row, column), []).append(text)
-        rows += [_record(name, row, column, texts) for (row, column), texts in values.items()]
-    out = pd.DataFrame(rows, columns=KEY + ["status", "kind", "seeds", "sd"])
+        kernel_values: dict[tuple[str, str], list[str]] = {}
+        for df in (run_tables[name] for run_tables in per_kernel if name in run_tables):
+            if list(df.columns) == list(having[0].columns):
+                for row, column, text in cells(name, df):
+                    kernel_values.setdefault((row, column), []).append(text)
+        group_sd = {(row, column): sd for rows_of, column, _, sd in seed_groups(name, having[0]) for row in rows_of}
+        for (row, column), texts in values.items():
+            record = _record(name, row, column, texts)
+            record["seed_sd"] = record["sd"]  # what the seed re-runs alone measured: the kinds pool it
+            if record["status"] == "measured":
+                record["sd"] = max(record["sd"], group_sd.get((row, column), 0.0))
+            record = _kernel_spread(record, texts, kernel_values.get((row, column), []))
+            rows.append({**record, "kernels": len(kernel_values.get((row, column), []))})
+    out = pd.DataFrame(rows, columns=KEY + ["status", "kind", "seeds", "kernels", "sd", "seed_sd"])
     measured = out["status"] == "measured"
-    # the kind's typical spread: the median over its cells that moved and the in-lesson seed
-    # spreads (robust to one erratic row, such as a method that collapses with one seed, which
-    # keeps its own larger spread)
-    spreads = pd.concat([out.loc[measured & (out["sd"] > 0), ["kind", "sd"]], in_lesson_spread(per_run[0])[["kind", "sd"]]])
+    # the kind's typical spread: the median over the cells that moved between seeds and the
+    # in-lesson seed spreads (robust to one erratic row, such as a method that collapses with one
+    # seed, which keeps its own larger spread); kernel runs do not enter it
+    moved = out.loc[measured & (out["seed_sd"] > 0), ["kind", "seed_sd"]].rename(columns={"seed_sd": "sd"})
+    spreads = pd.concat([moved, in_lesson_spread(per_run[0])[["kind", "sd"]]])
+    out = out.drop(columns="seed_sd")
     pooled = spreads.groupby("kind")["sd"].median()
     out["kind_sd"] = out["kind"].map(pooled).fillna(0.0)
     out["tolerance"] = np.where(measured, DIFFERENCE_SCALE * np.maximum(out["sd"], out["kind_sd"]), 0.0)
@@ -222,6 +270,13 @@ def seed_runs(folder: str | Path | None = None) -> list[Path]:
     ``seed<N>/`` folder beside it (``make tolerances`` writes them)."""
     folder = Path(folder) if folder else committed_dir()
     return [folder] + sorted(p for p in folder.glob("seed[0-9]*") if p.is_dir())
+
+
+def kernel_runs(folder: str | Path | None = None) -> list[Path]:
+    """The committed re-runs of seed 0 under other CPU kernels: ``kernels/<name>/`` beside the
+    seed runs (``make kernels`` writes them, e.g. ``kernels/avx2``)."""
+    folder = (Path(folder) if folder else committed_dir()) / KERNELS
+    return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
 
 def seed_summary(table: str, labels: Sequence[str], values: Sequence[str], runs: Sequence[str | Path] | None = None,
@@ -346,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("derive", help="per-cell tolerances from runs with different seeds")
     d.add_argument("runs", nargs="*", help="result folders (each holding tables/), one per seed "
                                           f"(default: {COMMITTED} and its seed<N>/ folders)")
+    d.add_argument("--kernels", nargs="*", default=None, help="result folders of seed 0 under other CPU kernels "
+                                                              f"(default: {COMMITTED}/{KERNELS}/*)")
     d.add_argument("--out", default=None, help=f"where to write {TOLERANCES} (default: {COMMITTED})")
     c = sub.add_parser("check", help="compare a run's tables with the committed ones")
     c.add_argument("--fresh", default=None, help="result folder of the run (default: results/tutorial)")
@@ -360,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"written: {path}")
         return 0
     if args.command == "derive":
-        tolerances = derive(args.runs or seed_runs())
+        tolerances = derive(args.runs or seed_runs(), kernel_runs() if args.kernels is None else args.kernels)
         out = Path(args.out) if args.out else committed_dir()
         out.mkdir(parents=True, exist_ok=True)
         tolerances.to_csv(out / TOLERANCES, index=False)
