@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from tutorial_lib import distill
-from tutorial_lib.distill import losses, taps
+from tutorial_lib import distill, taps
+from tutorial_lib.distill import losses
 from tutorial_lib.models import vgg
 
 

@@ -100,14 +100,15 @@ def layout_and_memo(profile: str = "tutorial", repeats: int = 7, steps: int = 5)
     """Median training-step time of the profile's VGG in the default (NCHW) layout and in
     channels-last (``train.Classification.memory_format``), and of a KD step that runs the
     frozen teacher against one that reads its logits back (``distill.TeacherMemo``), interleaved."""
-    from tutorial_lib import distill
+    from tutorial_lib.distill.memo import TeacherMemo
+    from tutorial_lib.kd import kd_loss
 
     cfg, threads, model, x, y = _step_setting(profile)
     cl = torch.channels_last
     model_cl, x_cl = copy.deepcopy(model).to(memory_format=cl), x.contiguous(memory_format=cl)
     student = copy.deepcopy(model).to(memory_format=cl)
     teacher = copy.deepcopy(model).to(memory_format=cl).eval()
-    memo = distill.TeacherMemo(teacher)
+    memo = TeacherMemo(teacher)
     memo(x_cl)  # every image seen once: later steps read the logits back
     opt = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9)
 
@@ -118,7 +119,7 @@ def layout_and_memo(profile: str = "tutorial", repeats: int = 7, steps: int = 5)
                 logits = student(x_cl)
                 with torch.no_grad():
                     t_logits = source(x_cl)
-                loss = F.cross_entropy(logits, y) + distill.kd_loss(logits, t_logits)
+                loss = F.cross_entropy(logits, y) + kd_loss(logits, t_logits)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -137,7 +138,7 @@ def distill_overhead(profile: str = "tutorial", repeats: int = 7) -> dict:
     distillation method; the target is distill <= 1.5 x (plain step + teacher forward)."""
     from tutorial_lib.distill import losses
     from tutorial_lib.distill.student import at_features, fsp_pairs, stage_taps
-    from tutorial_lib.distill.taps import Taps
+    from tutorial_lib.taps import Taps
     from tutorial_lib.models import vgg
 
     cfg = profiles.resolve(profile)

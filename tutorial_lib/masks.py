@@ -18,7 +18,7 @@ import torch
 from torch import fx, nn
 
 from tutorial_lib import graph, metrics
-from tutorial_lib.distill.taps import Taps
+from tutorial_lib.taps import Taps
 
 
 class StraightThroughStep(torch.autograd.Function):

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from tutorial_lib import checkpoint, data, distill, repro
+from tutorial_lib import checkpoint, data, kd, repro
 
 Regularizer = Callable[[nn.Module, torch.Tensor, object, object], dict[str, torch.Tensor]]
 
@@ -66,8 +66,8 @@ class Classification(Task):
         return evaluate(model, loader, device)
 
     def distill(self, outputs: torch.Tensor, teacher_outputs: torch.Tensor, temperature: float = 4.0) -> torch.Tensor:
-        """Hinton KD on the class logits (``distill.kd_loss``)."""
-        return distill.kd_loss(outputs, teacher_outputs, temperature)
+        """Hinton KD on the class logits (``kd.kd_loss``)."""
+        return kd.kd_loss(outputs, teacher_outputs, temperature)
 
 
 CLASSIFICATION = Classification()

@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tutorial_lib import data, distill, masks, models, train
+from tutorial_lib import data, kd, masks, models, train
 from tutorial_lib.constraints import budget as budgets
 from tutorial_lib.constraints import latency_table
 from tutorial_lib.pruning import baselines, pack
@@ -281,7 +281,7 @@ def run_adaptive(
         if masks.masks_of(m):
             terms["mask"] = lam * masks.sparsity_loss(m, mask_loss)
         if kd_weight > 0:
-            terms["kd"] = kd_weight * distill.teacher_kd(teacher, x, logits, temperature)
+            terms["kd"] = kd_weight * kd.teacher_kd(teacher, x, logits, temperature)
         return terms
 
     for epoch in range(1, max_epochs + 1):

@@ -24,9 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from tutorial_lib import distill, train
+from tutorial_lib import train
 from tutorial_lib.depth import losses
 from tutorial_lib.depth import metrics as dmetrics
+from tutorial_lib.distill.losses import disparity_kd
 
 KITTI_WIDTH = 1242  # the full KITTI image width whose focal length is scaled to other widths
 
@@ -99,9 +100,9 @@ class StereoDepth(train.Task):
         return sum(self.terms(outputs, target).values())
 
     def distill(self, outputs, teacher_outputs, temperature: float = 4.0) -> torch.Tensor:
-        """Disparity distillation (``distill.get("disparity")``): L1 to the teacher's four
+        """Disparity distillation (``disparity_kd``, ``distill.get("disparity")``): L1 to the teacher's four
         disparity maps, in pixels of the input width (``temperature`` has no role here)."""
-        return distill.get("disparity")(outputs, teacher_outputs)
+        return disparity_kd(outputs, teacher_outputs)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: DataLoader, device: str = "cpu") -> dict[str, float]:

@@ -4,6 +4,6 @@ its parameters (torchdistill's idea). Every lesson that distils calls this code:
 
 from tutorial_lib.distill.losses import LOSSES, get, kd_loss, register, teacher_kd
 from tutorial_lib.distill.memo import TeacherMemo, remembered
-from tutorial_lib.distill.taps import Taps
+from tutorial_lib.taps import Taps
 
 __all__ = ["LOSSES", "Taps", "TeacherMemo", "get", "kd_loss", "register", "remembered", "teacher_kd"]

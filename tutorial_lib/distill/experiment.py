@@ -15,7 +15,7 @@ from torch import nn
 
 from tutorial_lib import data, models, seeds, tables, train
 from tutorial_lib.distill.student import stage_starts, stage_taps, train_student
-from tutorial_lib.distill.taps import Taps, stage_ends
+from tutorial_lib.taps import Taps, stage_ends
 from tutorial_lib.models import vgg
 
 ROWS = ("scratch", "kd", "fitnet", "fsp", "at", "kd+at")

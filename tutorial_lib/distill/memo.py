@@ -23,7 +23,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from tutorial_lib.distill.taps import Taps
+from tutorial_lib.taps import Taps
 
 
 class TeacherMemo:

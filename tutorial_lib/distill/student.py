@@ -14,7 +14,7 @@ A method is a name plus its parameters, so a table row is one entry of ``METHODS
   then KD (the paper's two stages); ``fitnet_1stage``: CE + hint loss throughout;
 - ``kd+at``: CE + KD + AT.
 
-Feature taps come from forward hooks on named modules (``distill.taps``), so any pair of
+Feature taps come from forward hooks on named modules (``tutorial_lib.taps``), so any pair of
 models works; the defaults tap the stage ends of VGGs. The teacher runs without gradients.
 """
 
@@ -29,7 +29,7 @@ from torch import nn
 from tutorial_lib import data, train
 from tutorial_lib.distill import losses
 from tutorial_lib.distill.memo import TeacherMemo, remembered
-from tutorial_lib.distill.taps import Taps, stage_ends
+from tutorial_lib.taps import Taps, stage_ends
 
 METHODS: dict[str, dict] = {
     "scratch": {},

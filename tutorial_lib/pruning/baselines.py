@@ -25,7 +25,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tutorial_lib import data, distill, graph, masks, models, train
+from tutorial_lib import data, graph, kd, masks, models, train
+from tutorial_lib.distill import memo
 from tutorial_lib.pruning.pack import pack
 
 
@@ -114,10 +115,10 @@ def scratch(spec: dict, bundle: data.DataBundle, cfg, teacher: nn.Module | None 
         model = models.from_spec(spec)
     regularizer = None
     if teacher is not None:
-        teacher = distill.remembered(teacher.eval(), cfg)  # frozen: its logits per image, computed once
+        teacher = memo.remembered(teacher.eval(), cfg)  # frozen: its logits per image, computed once
 
         def regularizer(m, x, y, logits):
-            return {"kd": cfg.kd_weight * distill.teacher_kd(teacher, x, logits, cfg.kd_temperature)}
+            return {"kd": cfg.kd_weight * kd.teacher_kd(teacher, x, logits, cfg.kd_temperature)}
 
     history = train.fit(model, bundle, run_cfg, regularizer=regularizer, checkpoint_dir=checkpoint_dir,
                         desc="scratch+kd" if teacher is not None else "scratch")

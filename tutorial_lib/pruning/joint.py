@@ -13,7 +13,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tutorial_lib import data, distill, masks, train
+from tutorial_lib import data, masks, train
+from tutorial_lib.distill import memo
 
 
 def mask_optimizer(model: nn.Module, cfg, weight_lr: float) -> torch.optim.Optimizer:
@@ -67,7 +68,7 @@ def train_joint(
     if teacher is not None:
         teacher.eval()  # frozen: it runs under no_grad and is never given to the optimizer
         if isinstance(task, train.Classification):  # its logits per image, computed once
-            teacher = distill.remembered(teacher, cfg)
+            teacher = memo.remembered(teacher, cfg)
 
     def regularizer(m, x, y, logits):
         terms = {"mask": lam * masks.sparsity_loss(m, mask_loss)}
