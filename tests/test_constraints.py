@@ -255,7 +255,7 @@ def test_landing_removes_just_enough_closed_channels(kind):
     full = budgets.spec_cost(model.spec(), kind, shape, platform, table=table)
     limit = 0.6 * full
     assert budgets.masked_cost(masked, kind, shape, platform, table=table) < 0.95 * limit  # overshoot
-    closed_before = {layer: ~m.keep() for layer, m in masks.masks_of(masked).items()}
+    closed_before = {layer: ~m.survivors() for layer, m in masks.masks_of(masked).items()}
     cost_of = lambda widths: budgets.spec_cost(models_resize(model.spec(), widths), kind, shape, platform,  # noqa
                                                table=table)
     value = adaptive.land(masked, limit, cost_of)
@@ -263,7 +263,7 @@ def test_landing_removes_just_enough_closed_channels(kind):
     assert 0.95 * limit <= value <= limit
     assert budgets.cost(packed, kind, shape, platform, table=table) == pytest.approx(value)
     for layer, m in masks.masks_of(masked).items():  # only channels the masks had closed are removed
-        assert not (~m.keep() & ~closed_before[layer]).any()
+        assert not (~m.survivors() & ~closed_before[layer]).any()
 
 
 def models_resize(spec, widths):

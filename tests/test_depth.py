@@ -11,8 +11,7 @@ from torch.utils.data import DataLoader
 
 from tutorial_lib import masks, metrics, models
 from tutorial_lib.data import DatasetNotFoundError
-from tutorial_lib.depth import data, losses
-from tutorial_lib.depth import metrics as dmetrics
+from tutorial_lib.depth import errors, losses, stereo
 from tutorial_lib.depth.sampler import apply_disparity, reconstruct_left, reconstruct_right
 from tutorial_lib.models import monodepth
 from tutorial_lib.models.monodepth import MonoDepth
@@ -179,39 +178,39 @@ def test_loss_terms_sum_to_the_total_and_pass_gradients():
 
 def test_depth_errors_by_hand():
     gt, pred = np.array([1.0, 2.0, 4.0, 10.0]), np.array([1.0, 2.4, 2.2, 10.0])
-    e = dmetrics.depth_errors(gt, pred)
+    e = errors.depth_errors(gt, pred)
     assert e["abs_rel"] == pytest.approx((0.4 / 2 + 1.8 / 4) / 4)
     assert e["sq_rel"] == pytest.approx((0.16 / 2 + 3.24 / 4) / 4)
     assert e["rmse"] == pytest.approx(math.sqrt((0.16 + 3.24) / 4))
     assert e["rmse_log"] == pytest.approx(math.sqrt((math.log(1.2) ** 2 + math.log(4 / 2.2) ** 2) / 4))
     assert (e["a1"], e["a2"], e["a3"]) == (0.75, 0.75, 1.0)  # ratios 1, 1.2, 1.82, 1
-    masked = dmetrics.depth_errors(gt, pred, mask=np.array([True, True, False, True]))
+    masked = errors.depth_errors(gt, pred, mask=np.array([True, True, False, True]))
     assert masked["a1"] == 1.0 and masked["abs_rel"] == pytest.approx(0.2 / 3)
 
 
 def test_d1_all_counts_errors_over_3px_and_5_percent_of_valid_pixels():
     gt = np.array([10.0, 100.0, 50.0, 0.0])  # the last pixel has no ground truth
     pred = np.array([14.0, 104.0, 50.0, 99.0])  # bad, within 5%, exact, ignored
-    assert dmetrics.d1_all(gt, pred) == pytest.approx(100 / 3)
-    assert dmetrics.d1_all(torch.tensor(gt), torch.tensor(pred), mask=torch.tensor([1, 1, 0, 0])) == 50.0
+    assert errors.d1_all(gt, pred) == pytest.approx(100 / 3)
+    assert errors.d1_all(torch.tensor(gt), torch.tensor(pred), mask=torch.tensor([1, 1, 0, 0])) == 50.0
 
 
 def test_disparity_to_depth_with_kitti_constants():
-    assert dmetrics.focal_length(1242) == 721.5377 and dmetrics.BASELINE == 0.54
+    assert errors.focal_length(1242) == 721.5377 and errors.BASELINE == 0.54
     with pytest.raises(ValueError, match="1242"):
-        dmetrics.focal_length(1000)
-    assert dmetrics.disp_to_pixels(0.1, 512) == pytest.approx(51.2)
-    depth = dmetrics.pixels_to_depth(np.array([10.0, 0.0]), dmetrics.focal_length(1242))
+        errors.focal_length(1000)
+    assert errors.disp_to_pixels(0.1, 512) == pytest.approx(51.2)
+    depth = errors.pixels_to_depth(np.array([10.0, 0.0]), errors.focal_length(1242))
     assert depth[0] == pytest.approx(721.5377 * 0.54 / 10) and np.isfinite(depth[1])
-    assert dmetrics.clip_depth(depth)[1] == 80.0
-    assert torch.isfinite(dmetrics.pixels_to_depth(torch.zeros(2), 700.0)).all()
+    assert errors.clip_depth(depth)[1] == 80.0
+    assert torch.isfinite(errors.pixels_to_depth(torch.zeros(2), 700.0)).all()
 
 
 # --------------------------------------------------------------------------- data
 
 
 def test_synthetic_pairs_have_exact_disparity_where_visible_and_are_deterministic():
-    left, right, disp, disp_r = data.synthetic_stereo(4, 32, 64, seed=1, with_right_disp=True)
+    left, right, disp, disp_r = stereo.synthetic_stereo(4, 32, 64, seed=1, with_right_disp=True)
     assert left.shape == right.shape == (4, 3, 32, 64) and disp.shape == (4, 1, 32, 64)
     assert left.min() >= 0 and left.max() <= 1 and torch.equal(disp, disp.round()) and disp.max() <= 10
     xr = torch.arange(64).view(1, 1, 1, 64) - disp.long()
@@ -220,30 +219,30 @@ def test_synthetic_pairs_have_exact_disparity_where_visible_and_are_deterministi
     assert visible.float().mean() > 0.6
     warped = torch.gather(right, 3, idx.expand(-1, 3, -1, -1))
     assert torch.equal(warped * visible, left * visible)
-    again = data.synthetic_stereo(4, 32, 64, seed=1)
+    again = stereo.synthetic_stereo(4, 32, 64, seed=1)
     assert all(torch.equal(a, b) for a, b in zip((left, right, disp), again))
-    assert not torch.equal(data.synthetic_stereo(4, 32, 64, seed=2)[0], left)
+    assert not torch.equal(stereo.synthetic_stereo(4, 32, 64, seed=2)[0], left)
 
 
 def test_road_scenes_carry_a_monocular_cue():
-    ground = data.ground_disparity(128, 38, horizon=0.375)
+    ground = stereo.ground_disparity(128, 38, horizon=0.375)
     assert ground[:48].max() == 1 and ground[-1] == 38 and (np.diff(ground) >= 0).all()
-    disp = data.synthetic_stereo(8, 128, 256, seed=0)[2]
+    disp = stereo.synthetic_stereo(8, 128, 256, seed=0)[2]
     assert disp.min() >= 1 and disp[:, 0, -8:].mean() > 4 * disp[:, 0, :16].mean()  # near below, far above
 
 
 def test_stereo_tensor_dataset_normalises_and_checks_range():
     left = torch.full((2, 3, 4, 4), 255, dtype=torch.uint8)
-    ds = data.StereoTensorDataset(left, left, torch.zeros(2, 1, 4, 4))
+    ds = stereo.StereoTensorDataset(left, left, torch.zeros(2, 1, 4, 4))
     assert len(ds) == 2 and ds[0][0].max() == 1.0 and len(ds[1]) == 3
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        data.StereoTensorDataset(left.float(), left.float(), torch.zeros(2, 1, 4, 4))
+        stereo.StereoTensorDataset(left.float(), left.float(), torch.zeros(2, 1, 4, 4))
     with pytest.raises(ValueError, match="128 must divide"):
-        data.synthetic_dataset(2, 100, 256)
+        stereo.synthetic_dataset(2, 100, 256)
 
 
 def test_middlebury_motorcycle_loads_offline_with_scaled_disparity_and_mask():
-    left, right, disp, valid = data.motorcycle(128, 256)
+    left, right, disp, valid = stereo.motorcycle(128, 256)
     assert left.shape == (1, 3, 128, 256) and disp.shape == valid.shape == (1, 1, 128, 256)
     assert valid.dtype == torch.bool and 0.5 < valid.float().mean() < 1 and (disp[~valid] == 0).all()
     assert 1 < disp[valid].min() and disp.max() < 0.3 * 256
@@ -251,33 +250,33 @@ def test_middlebury_motorcycle_loads_offline_with_scaled_disparity_and_mask():
     err = lambda d: ((reconstruct_left(right, d / 256) - left).abs().mean(1, keepdim=True)[valid]).mean()  # noqa: E731
     assert err(disp) < 0.5 * err(torch.zeros_like(disp))
     with pytest.raises(ValueError, match="128 must divide"):
-        data.motorcycle(250, 384)
+        stereo.motorcycle(250, 384)
 
 
 def test_kitti_raw_file_list_loads_real_pngs(tmp_path):
     file_list = write_kitti_raw(tmp_path, n=3)
-    ds = data.KittiStereo(file_list, root=tmp_path, height=128, width=256)
+    ds = stereo.KittiStereo(file_list, root=tmp_path, height=128, width=256)
     assert len(ds) == 3
     left, right = next(iter(DataLoader(ds, batch_size=2)))
     assert left.shape == right.shape == (2, 3, 128, 256) and 0 <= left.min() and left.max() <= 1
-    assert data.KittiStereo("train_files.txt", root=tmp_path, height=128, width=128)[2][0].shape == (3, 128, 128)
+    assert stereo.KittiStereo("train_files.txt", root=tmp_path, height=128, width=128)[2][0].shape == (3, 128, 128)
 
 
 def test_kitti_errors_say_what_is_wrong(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="raw_data.php") as info:
-        data.KittiStereo("list.txt", root=tmp_path / "nowhere")
+        stereo.KittiStereo("list.txt", root=tmp_path / "nowhere")
     assert "nowhere" in str(info.value) and "image_02" in str(info.value)
     file_list = write_kitti_raw(tmp_path, n=3)
     (tmp_path / "2011_09_26/2011_09_26_drive_0001_sync/image_03/data/0000000001.png").unlink()
     with pytest.raises(DatasetNotFoundError, match=r"line 2: .*image_03/data/0000000001.png"):
-        data.KittiStereo(file_list, root=tmp_path, height=128, width=256)
+        stereo.KittiStereo(file_list, root=tmp_path, height=128, width=256)
     with pytest.raises(ValueError, match="128 must divide"):
-        data.KittiStereo(file_list, root=tmp_path, height=100, width=256)
+        stereo.KittiStereo(file_list, root=tmp_path, height=100, width=256)
 
 
 def test_kitti_pair_of_different_sizes_names_both_files(tmp_path):
     file_list = write_kitti_raw(tmp_path, n=1, size=(40, 130), right_size=(40, 120))
-    ds = data.KittiStereo(file_list, root=tmp_path, height=128, width=256)
+    ds = stereo.KittiStereo(file_list, root=tmp_path, height=128, width=256)
     pattern = r"image_02/data/0000000000.png is 130x40.*image_03/data/0000000000.png is 120x40"
     with pytest.raises(ValueError, match=pattern):
         ds[0]
@@ -285,11 +284,11 @@ def test_kitti_pair_of_different_sizes_names_both_files(tmp_path):
 
 def test_kitti2015_ground_truth_is_uint16_over_256_with_zero_invalid(tmp_path):
     written = write_kitti2015(tmp_path, n=2)
-    gt = data.read_kitti_disparity(tmp_path / "training/disp_noc_0/000001_10.png")
+    gt = stereo.read_kitti_disparity(tmp_path / "training/disp_noc_0/000001_10.png")
     assert gt.dtype == np.float32 and np.array_equal(gt, written[1])
-    ds = data.Kitti2015Stereo(tmp_path, height=128, width=256)
+    ds = stereo.Kitti2015Stereo(tmp_path, height=128, width=256)
     left, right, disp = ds[0]
     assert len(ds) == 2 and left.shape == (3, 128, 256) and disp.shape == (1, 40, 130)
     assert np.array_equal(disp[0].numpy(), written[0]) and (disp == 0).any()
     with pytest.raises(DatasetNotFoundError, match="eval_scene_flow"):
-        data.Kitti2015Stereo(tmp_path / "empty")
+        stereo.Kitti2015Stereo(tmp_path / "empty")

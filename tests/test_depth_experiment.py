@@ -12,7 +12,7 @@ from tutorial_lib import data, masks, metrics, profiles, tables
 from tutorial_lib.data import DatasetNotFoundError
 from tutorial_lib.depth import experiment as ex
 from tutorial_lib.depth import losses
-from tutorial_lib.depth import metrics as dmetrics
+from tutorial_lib.depth import errors
 from tutorial_lib.depth.task import StereoDepth, focal_for, image_errors, predict_disparity
 from tutorial_lib.models.monodepth import MonoDepth, prunable_convs
 from tutorial_lib.pruning.pack import pack
@@ -98,7 +98,7 @@ def test_evaluate_scores_an_exact_and_a_wrong_disparity():
     assert exact["images"] == 3 and set(ex.METRICS) <= set(exact)
     wrong = task.evaluate(_DispFromInput(), _gt_loader(4.0), "cpu")  # 4 px > 3 px and > 5% of 40 px
     assert wrong["d1_all"] == 100.0
-    depth = dmetrics.pixels_to_depth(torch.tensor(40.0), focal_for(64))
+    depth = errors.pixels_to_depth(torch.tensor(40.0), focal_for(64))
     assert wrong["abs_rel"] == pytest.approx(1 - 40 / 44, rel=1e-5)
     assert wrong["rmse"] == pytest.approx(float(depth) * (1 - 40 / 44), rel=1e-4)
 
@@ -134,7 +134,7 @@ def test_lesson_03_end_to_end_at_the_smoke_profile():
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     base = ex.measure("baseline", model, bundle, cfg)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    pruned = ex.prune(model, bundle, cfg)
+    pruned = ex.prune_monodepth(model, bundle, cfg)
     assert pruned.extra["pack_max_abs_diff"] < 1e-5
     assert cfg.depth_kd_weight > 0 and pruned.history["loss_kd"].iloc[0] > 0  # distilled from the baseline...
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # ...which stays frozen
@@ -180,7 +180,7 @@ def test_pruning_without_distillation_has_no_kd_term():
     cfg = profiles.resolve("smoke", threads=1, depth_kd_weight=0.0)
     bundle = ex.load(cfg)
     model, _ = ex.baseline(cfg, bundle)
-    history = ex.prune(model, bundle, cfg).history
+    history = ex.prune_monodepth(model, bundle, cfg).history
     assert "loss_kd" not in history and {"loss_task", "loss_mask"} <= set(history.columns)
 
 

@@ -24,7 +24,7 @@ def test_forward_is_a_hard_gate():
     y = mask(x)
     assert torch.equal(y[:, [0, 2]], x[:, [0, 2]])
     assert torch.count_nonzero(y[:, [1, 3]]) == 0
-    assert mask.kept().tolist() == [True, False, True, False]
+    assert mask.is_open().tolist() == [True, False, True, False]
 
 
 def test_backward_is_straight_through_sigmoid_derivative():

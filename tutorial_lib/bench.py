@@ -203,7 +203,7 @@ def depth_targets(profile: str = "tutorial", min_run_time: float = 0.5) -> dict:
     bundle = ex.load(cfg)
     model, _ = ex.baseline(cfg, bundle)
     base = ex.measure("baseline", model, bundle, cfg)
-    pruned = ex.prune(model, bundle, cfg)
+    pruned = ex.prune_monodepth(model, bundle, cfg)
     fps = ex.frames_per_second({"baseline": model, "pruned": pruned.model, "ceiling": ex.speed_ceiling(cfg)}, cfg,
                                min_run_time=min_run_time)
     return {"profile": profile, "base": base, "pruned": pruned, "fps": fps, "targets": ex.targets(base, pruned, fps),

@@ -61,14 +61,14 @@ class ChannelMask(nn.Module):
         """``b`` with straight-through gradient, shape ``(1, C, 1, 1)``."""
         return binarize(self.logits)
 
-    def kept(self) -> torch.Tensor:
+    def is_open(self) -> torch.Tensor:
         """Boolean vector of the channels that are switched on."""
         return (torch.sigmoid(self.logits.detach()) > 0.5).flatten()
 
-    def keep(self) -> torch.Tensor:
+    def survivors(self) -> torch.Tensor:
         """The channels packing keeps: those switched on or, when every gate of the layer is
         closed, the strongest one (highest logit), so that the network stays connected."""
-        on = self.kept()
+        on = self.is_open()
         if not on.any():
             on = torch.zeros_like(on)
             on[self.logits.detach().flatten().argmax()] = True
@@ -220,7 +220,7 @@ def sparsity_loss(model: nn.Module, kind: str = "layer_mean") -> torch.Tensor:
 def kept_channels(model: nn.Module) -> pd.DataFrame:
     """One row per masked layer: ``layer``, ``kept``, ``total``, ``kept_pct`` (what packing keeps)."""
     rows = [
-        {"layer": name, "kept": int(m.keep().sum()), "total": m.channels}
+        {"layer": name, "kept": int(m.survivors().sum()), "total": m.channels}
         for name, m in masks_of(model).items()
     ]
     df = pd.DataFrame(rows, columns=["layer", "kept", "total"])
@@ -238,7 +238,7 @@ def input_kept(gm: fx.GraphModule, node: fx.Node) -> torch.Tensor | None:
     parts = []
     for name, width in segments:
         if name is not None:
-            parts.append(by_mask_name[name].keep())
+            parts.append(by_mask_name[name].survivors())
         elif width is None:
             raise ValueError(f"cannot tell how many channels reach {node.target} unmasked: trace shows no conv before them")
         else:
@@ -251,7 +251,7 @@ def _channel_fractions(gm: fx.GraphModule) -> dict[str, tuple[float, float]]:
     by_layer = masks_of(gm)
 
     def frac(mask: ChannelMask | None) -> float:
-        return 1.0 if mask is None else float(mask.keep().float().mean())
+        return 1.0 if mask is None else float(mask.survivors().float().mean())
 
     fractions: dict[str, tuple[float, float]] = {}
     for node in gm.graph.nodes:
@@ -267,13 +267,16 @@ def _channel_fractions(gm: fx.GraphModule) -> dict[str, tuple[float, float]]:
     return fractions
 
 
-def estimate(model: nn.Module, input_shape: tuple[int, ...], flops: bool = True) -> dict[str, float]:
+def estimate(model: nn.Module, input_shape: tuple[int, ...] | None = None, flops: bool = True) -> dict[str, float]:
     """Parameters and FLOPs of the model with masked-off channels removed, and of the full one.
 
     Mask logits are not counted (they are dropped when the model is packed). FLOPs come from
     ``torch.utils.flop_counter`` per layer, scaled by the kept input and output fractions
-    (skipped with ``flops=False``, for searches that only need parameters).
+    (skipped with ``flops=False``, for searches that only need parameters; then no
+    ``input_shape`` is needed).
     """
+    if flops and input_shape is None:
+        raise ValueError("counting FLOPs needs the input shape, e.g. (1, 3, image_size, image_size)")
     gm = graph.trace(model)
     fractions = _channel_fractions(gm)
     mask_ids = {id(p) for p in mask_parameters(gm)}

@@ -162,7 +162,7 @@ def land(masked: nn.Module, limit: float, cost_of: Callable[[list[int]], float])
     overwritten with that pattern). Returns the resulting cost.
     """
     logits = {layer: m.logits.detach().flatten() for layer, m in masks.masks_of(masked).items()}
-    keep = {layer: m.keep() for layer, m in masks.masks_of(masked).items()}
+    keep = {layer: m.survivors() for layer, m in masks.masks_of(masked).items()}
     order = sorted(((layer, int(c)) for layer, k in keep.items() for c in (~k).nonzero().flatten()),
                    key=lambda lc: float(logits[lc[0]][lc[1]]))
     pattern, value = remove_until(masked, order, cost_of, limit)

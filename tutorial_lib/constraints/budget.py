@@ -210,7 +210,7 @@ def check(budget: Budget, spec: SpecLike, input_shape: tuple[int, ...] | None = 
 # -- masked models ----------------------------------------------------------------------
 def kept_widths(masked: nn.Module) -> list[int]:
     """The conv widths packing would keep (``ChannelMask.keep``), in graph order."""
-    return [int(m.keep().sum()) for m in masks.masks_of(masked).values()]
+    return [int(m.survivors().sum()) for m in masks.masks_of(masked).values()]
 
 
 def kept_spec(masked: nn.Module) -> dict:

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from tutorial_lib import cache, data, masks, metrics, profiles, repro, tables, train
 from tutorial_lib.constraints import platforms, profiler
-from tutorial_lib.depth import data as ddata
+from tutorial_lib.depth import stereo
 from tutorial_lib.depth.task import METRICS, StereoDepth, predict_disparity
 from tutorial_lib.models.monodepth import PRUNABLE, MonoDepth, prunable_convs
 from tutorial_lib.pruning import joint
@@ -70,15 +70,15 @@ def load(cfg) -> data.DataBundle:
     h, w = cfg.depth_height, cfg.depth_width
     if cfg.depth_data == "synthetic":
         n_train, n_test = cfg.depth_train_pairs or 256, cfg.depth_test_pairs or 64
-        train_set = ddata.synthetic_dataset(n_train, h, w, seed=cfg.seed)
-        test_set = ddata.synthetic_dataset(n_test, h, w, seed=cfg.seed + TEST_SEED_OFFSET)
+        train_set = stereo.synthetic_dataset(n_train, h, w, seed=cfg.seed)
+        test_set = stereo.synthetic_dataset(n_test, h, w, seed=cfg.seed + TEST_SEED_OFFSET)
         description = (f"synthetic stereo: {n_train} training and {n_test} test scenes, {h}x{w}, "
                        f"exact integer disparities 1-{round(0.15 * w)} px")
         name = "synthetic stereo"
     elif cfg.depth_data == "kitti":
-        root = ddata.kitti_root(cfg.data_root)
-        train_set = ddata.KittiStereo(KITTI_TRAIN_LIST, root=root, height=h, width=w)
-        test_set = ddata.Kitti2015Stereo(root, height=h, width=w)
+        root = stereo.kitti_root(cfg.data_root)
+        train_set = stereo.KittiStereo(KITTI_TRAIN_LIST, root=root, height=h, width=w)
+        test_set = stereo.Kitti2015Stereo(root, height=h, width=w)
         if cfg.depth_train_pairs is not None and cfg.depth_train_pairs < len(train_set):
             train_set = Subset(train_set, range(cfg.depth_train_pairs))
         if cfg.depth_test_pairs is not None and cfg.depth_test_pairs < len(test_set):
@@ -94,7 +94,7 @@ def load(cfg) -> data.DataBundle:
 
 def motorcycle_loader(cfg) -> DataLoader:
     """Middlebury's motorcycle pair at the profile's input size, with its known-pixel mask."""
-    return DataLoader(TensorDataset(*ddata.motorcycle(cfg.depth_height, cfg.depth_width)), batch_size=1)
+    return DataLoader(TensorDataset(*stereo.motorcycle(cfg.depth_height, cfg.depth_width)), batch_size=1)
 
 
 def build(cfg) -> MonoDepth:
@@ -130,7 +130,7 @@ def baseline(cfg, bundle: data.DataBundle) -> tuple[nn.Module, pd.DataFrame]:
 
 
 @dataclass
-class Result:
+class DepthResult:
     """One model and what it measured (``scores``: test set and motorcycle, from :func:`evaluate`)."""
 
     name: str
@@ -151,7 +151,7 @@ def evaluate(model: nn.Module, bundle: data.DataBundle, cfg) -> dict[str, dict[s
             "motorcycle": STEREO.evaluate(model, motorcycle_loader(cfg), cfg.device)}
 
 
-def score_lines(result: Result | None, empty: str = "not measured") -> str:
+def score_lines(result: DepthResult | None, empty: str = "not measured") -> str:
     """One line per test set of ``result``: D1-all, Abs Rel, RMSE and d<1.25 (``empty`` for None)."""
     if result is None:
         return empty
@@ -160,10 +160,10 @@ def score_lines(result: Result | None, empty: str = "not measured") -> str:
                      for where, s in result.scores.items())
 
 
-def measure(name: str, model: nn.Module, bundle: data.DataBundle, cfg, history=None, **extra) -> Result:
+def measure(name: str, model: nn.Module, bundle: data.DataBundle, cfg, history=None, **extra) -> DepthResult:
     """Parameters, FLOPs of one ``depth_height x depth_width`` image, and :func:`evaluate`."""
     model = model.to(cfg.device)
-    return Result(name, model, metrics.count_parameters(model), metrics.count_flops(model, input_shape(cfg)),
+    return DepthResult(name, model, metrics.count_parameters(model), metrics.count_flops(model, input_shape(cfg)),
                   evaluate(model, bundle, cfg), history, extra)
 
 
@@ -180,7 +180,7 @@ class ImageBlindPrior(nn.Module):
         return (self.disp.expand(len(x), 2, *self.disp.shape[-2:]),)
 
 
-def image_blind(bundle: data.DataBundle, cfg) -> Result | None:
+def image_blind(bundle: data.DataBundle, cfg) -> DepthResult | None:
     """:class:`ImageBlindPrior` fitted on the training pairs' ground truth (which the networks
     never see), measured like the networks: no parameters, no FLOPs. ``None`` where the
     training pairs carry no ground truth (KITTI raw)."""
@@ -192,7 +192,7 @@ def image_blind(bundle: data.DataBundle, cfg) -> Result | None:
         total = gt.sum(0, keepdim=True) if total is None else total + gt.sum(0, keepdim=True)
         n += len(gt)
     prior = ImageBlindPrior(total / n).to(cfg.device)
-    return Result("image-blind prior", prior, 0, 0, evaluate(prior, bundle, cfg))
+    return DepthResult("image-blind prior", prior, 0, 0, evaluate(prior, bundle, cfg))
 
 
 @torch.no_grad()
@@ -227,7 +227,7 @@ def pruning_optimizer(masked: nn.Module, cfg) -> torch.optim.Optimizer:
     ])
 
 
-def prune(baseline_model: nn.Module, bundle: data.DataBundle, cfg, lam: float | None = None) -> Result:
+def prune_monodepth(baseline_model: nn.Module, bundle: data.DataBundle, cfg, lam: float | None = None) -> DepthResult:
     """Joint pruning of a copy of the baseline, then pack; the packed model is stored in the cache.
 
     Loss: stereo loss + ``lam`` (default ``depth_prune_lambda``) x ``depth_mask_loss`` for
@@ -247,7 +247,7 @@ def prune(baseline_model: nn.Module, bundle: data.DataBundle, cfg, lam: float | 
     )
     packed = pack(masked).to(cfg.device)
     estimate = masks.estimate(masked, input_shape(cfg), flops=False)
-    closed = [layer for layer, m in masks.masks_of(masked).items() if not m.kept().any()]
+    closed = [layer for layer, m in masks.masks_of(masked).items() if not m.is_open().any()]
     left = next(iter(DataLoader(bundle.test, batch_size=4)))[0]
     cache.store("monodepth-pruned", cfg, profiles.DEPTH_PRUNE_FIELDS, packed)
     return measure("pruned", packed, bundle, cfg, history, masked=masked,
@@ -263,7 +263,7 @@ def pack_gap(masked: nn.Module, packed: nn.Module, x: torch.Tensor) -> float:
     stays connected); the masked model is compared with that filter open too, so the gap
     measures packing alone."""
     reference = copy.deepcopy(masked).cpu()
-    masks.set_pattern(reference, {layer: m.keep() for layer, m in masks.masks_of(reference).items()})
+    masks.set_pattern(reference, {layer: m.survivors() for layer, m in masks.masks_of(reference).items()})
     packed_cpu = copy.deepcopy(packed).cpu()
     return max((a - b).abs().max().item() for a, b in zip(reference.eval()(x), packed_cpu.eval()(x)))
 
@@ -271,7 +271,7 @@ def pack_gap(masked: nn.Module, packed: nn.Module, x: torch.Tensor) -> float:
 def pruned_model(baseline_model: nn.Module, bundle: data.DataBundle, cfg) -> nn.Module:
     """The packed pruned monodepth of this profile: from the cache lesson 03 fills, or made now."""
     return cache.get_or_make("monodepth-pruned", cfg, profiles.DEPTH_PRUNE_FIELDS,
-                             lambda: prune(baseline_model, bundle, cfg).model)
+                             lambda: prune_monodepth(baseline_model, bundle, cfg).model)
 
 
 def frames_per_second(models: dict[str, nn.Module], cfg, min_run_time: float = 0.5, rounds: int = 3) -> pd.DataFrame:
@@ -326,7 +326,7 @@ def time_by_part(models: dict[str, nn.Module], cfg, repeats: int = 20) -> pd.Dat
 # --------------------------------------------------------------------------- tables
 
 
-def results_table(base: Result, pruned: Result, dataset: str, prior: Result | None = None) -> pd.DataFrame:
+def results_table(base: DepthResult, pruned: DepthResult, dataset: str, prior: DepthResult | None = None) -> pd.DataFrame:
     """Baseline versus pruned, measured here: size, FLOPs, errors on the test set and on the
     motorcycle pair; with ``prior`` (:func:`image_blind`) a first row that shows what position
     alone scores. The published KITTI figures are in :func:`kitti_table`."""
@@ -375,7 +375,7 @@ KITTI_METRICS = (("abs_rel", "Abs Rel"), ("sq_rel", "Sq Rel"), ("rmse", "RMSE"),
                  ("d1_all", "D1-all"), ("a1", "d<1.25"))
 
 
-def kitti_table(base: Result | None, pruned: Result | None, ran: bool) -> pd.DataFrame:
+def kitti_table(base: DepthResult | None, pruned: DepthResult | None, ran: bool) -> pd.DataFrame:
     """The paper's KITTI 2015 error table (published), with ours beside where KITTI was used
     (``ran``: the paper profile with KITTI in the data root); "not run" otherwise."""
     ours = {"baseline": base, "pruned": pruned}
@@ -408,7 +408,7 @@ def widths_table(pruned: nn.Module, full_width: float) -> pd.DataFrame:
     return pd.DataFrame(rows, dtype=object)
 
 
-def targets(base: Result, pruned: Result, fps: pd.DataFrame) -> pd.DataFrame:
+def targets(base: DepthResult, pruned: DepthResult, fps: pd.DataFrame) -> pd.DataFrame:
     """The lesson's targets, measured: parameters removed, D1-all rise on the test set, and the
     batch-1 CPU frames-per-second ratio (on every CPU platform measured)."""
     removed = 100 * (1 - pruned.params / base.params)
@@ -428,7 +428,7 @@ def example_disparities(models: dict[str, nn.Module], bundle: data.DataBundle, c
     """Inputs, ground truth and each model's disparity (pixels) for one test scene and the
     motorcycle pair, for :func:`tutorial_lib.plots.disparities`."""
     left, _, gt = bundle.test[index][:3]
-    m_left, _, m_gt, m_valid = ddata.motorcycle(cfg.depth_height, cfg.depth_width)
+    m_left, _, m_gt, m_valid = stereo.motorcycle(cfg.depth_height, cfg.depth_width)
     scenes = {"test scene": (left[None], gt[None], None), "motorcycle": (m_left, m_gt, m_valid)}
     out = {}
     for scene, (img, truth, valid) in scenes.items():
@@ -441,6 +441,6 @@ def example_disparities(models: dict[str, nn.Module], bundle: data.DataBundle, c
     return out
 
 
-__all__ = ["load", "baseline", "image_blind", "image_dependence", "prune", "pruned_model", "evaluate", "measure",
+__all__ = ["load", "baseline", "image_blind", "image_dependence", "prune_monodepth", "pruned_model", "evaluate", "measure",
            "score_lines", "frames_per_second", "speed_ceiling", "time_by_part", "results_table", "fps_table",
-           "kitti_table", "widths_table", "targets", "example_disparities", "METRICS", "Result"]
+           "kitti_table", "widths_table", "targets", "example_disparities", "METRICS", "DepthResult"]

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 
 from tutorial_lib import train
 from tutorial_lib.depth import losses
-from tutorial_lib.depth import metrics as dmetrics
+from tutorial_lib.depth import errors
 from tutorial_lib.distill.losses import disparity_kd
 
 KITTI_WIDTH = 1242  # the full KITTI image width whose focal length is scaled to other widths
@@ -37,9 +37,9 @@ METRICS = ("d1_all", "abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 def focal_for(width: int) -> float:
     """KITTI's focal length (px) for an image ``width`` pixels wide: looked up for KITTI's own
     widths, else the 1242-px camera scaled to ``width``."""
-    if width in dmetrics.WIDTH_TO_FOCAL:
-        return dmetrics.WIDTH_TO_FOCAL[width]
-    return dmetrics.WIDTH_TO_FOCAL[KITTI_WIDTH] * width / KITTI_WIDTH
+    if width in errors.WIDTH_TO_FOCAL:
+        return errors.WIDTH_TO_FOCAL[width]
+    return errors.WIDTH_TO_FOCAL[KITTI_WIDTH] * width / KITTI_WIDTH
 
 
 @torch.no_grad()
@@ -52,7 +52,7 @@ def predict_disparity(model: nn.Module, left: torch.Tensor, size: tuple[int, int
     h, w = size if size is not None else disp.shape[-2:]
     if tuple(disp.shape[-2:]) != (h, w):
         disp = F.interpolate(disp, size=(h, w), mode="bilinear", align_corners=False)
-    return dmetrics.disp_to_pixels(disp, w)
+    return errors.disp_to_pixels(disp, w)
 
 
 def image_errors(gt_px: torch.Tensor, pred_px: torch.Tensor, valid: torch.Tensor | None = None) -> dict[str, float]:
@@ -66,9 +66,9 @@ def image_errors(gt_px: torch.Tensor, pred_px: torch.Tensor, valid: torch.Tensor
     gt, pred, mask = (t.detach().cpu().double().numpy() for t in (gt_px, pred_px, mask))
     mask = mask.astype(bool)
     focal = focal_for(gt.shape[-1])
-    gt_depth = dmetrics.pixels_to_depth(np.where(mask, gt, 1.0), focal)
-    pred_depth = dmetrics.clip_depth(dmetrics.pixels_to_depth(pred, focal))
-    return {"d1_all": dmetrics.d1_all(gt, pred, mask), **dmetrics.depth_errors(gt_depth, pred_depth, mask)}
+    gt_depth = errors.pixels_to_depth(np.where(mask, gt, 1.0), focal)
+    pred_depth = errors.clip_depth(errors.pixels_to_depth(pred, focal))
+    return {"d1_all": errors.d1_all(gt, pred, mask), **errors.depth_errors(gt_depth, pred_depth, mask)}
 
 
 class StereoDepth(train.Task):

@@ -30,8 +30,10 @@ from tutorial_lib.distill import memo
 from tutorial_lib.pruning.pack import pack
 
 
-def count_params(masked: nn.Module) -> int:
-    return masks.estimate(masked, (1, 3, 32, 32), flops=False)["params_kept"]
+def kept_params(masked: nn.Module) -> int:
+    """Parameters the masked model keeps once packed (no input needed: parameters do not
+    depend on the image size)."""
+    return masks.estimate(masked, flops=False)["params_kept"]
 
 
 def select_global(masked: nn.Module, scores: dict[str, torch.Tensor], budget: int) -> dict[str, torch.Tensor]:
@@ -76,7 +78,7 @@ def _largest_under(masked, budget: int, top: int, pattern: Callable[[int], dict]
 
     def params(k: int) -> int:
         masks.set_pattern(probe, pattern(k))
-        return count_params(probe)
+        return kept_params(probe)
 
     if params(1) > budget:
         raise ValueError(f"a budget of {budget:,} parameters is below the smallest model this method can make "

@@ -24,7 +24,7 @@ from tutorial_lib import graph, masks, models
 
 def keep_indices(masked: nn.Module) -> dict[str, torch.Tensor]:
     """For each masked conv, the indices of the channels to keep (strongest one if none is on)."""
-    return {layer: mask.keep().nonzero().flatten() for layer, mask in masks.masks_of(masked).items()}
+    return {layer: mask.survivors().nonzero().flatten() for layer, mask in masks.masks_of(masked).items()}
 
 
 def _slices(gm: fx.GraphModule, keep: dict[str, torch.Tensor]) -> dict[str, tuple]:

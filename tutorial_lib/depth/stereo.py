@@ -347,7 +347,7 @@ class Kitti2015Stereo(Dataset):
     and the ground truth (1, H0, W0) at the original resolution (0 = no ground truth), from
     ``disp_noc_0`` (or ``disp_occ_0`` with ``occluded=True``). Original sizes vary, so
     batch with ``batch_size=1``; the original width picks the focal length
-    (:func:`tutorial_lib.depth.metrics.focal_length`).
+    (:func:`tutorial_lib.depth.errors.focal_length`).
     """
 
     def __init__(self, root: str | os.PathLike | None = None, height: int = 256, width: int = 512,
