@@ -133,3 +133,34 @@ def test_paper_profile_code_path_runs_a_few_steps(tmp_path):
     assert len(history) == 1 and torch.isfinite(torch.tensor(history["loss_task"].iloc[0]))
     masked = masks.insert_masks(model)
     assert len(joint.train_masks(masked, bundle, cfg)) == 1
+
+
+def test_seeded_draws_from_the_seed_and_leaves_the_global_generator_as_it_was():
+    from tutorial_lib import repro
+
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    with repro.seeded(7):
+        a = torch.rand(3)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    with repro.seeded(7):
+        assert torch.equal(torch.rand(3), a)
+    assert not torch.equal(torch.rand(3), a)
+
+
+def test_loss_terms_assemble_in_order_and_leave_out_what_does_not_apply():
+    from tutorial_lib import kd, masks, models, terms
+
+    torch.manual_seed(0)
+    model = models.VGG([4, "M", 8, "M"], num_classes=3)
+    teacher = models.VGG([4, "M", 8, "M"], num_classes=3).eval()
+    x = torch.randn(2, 3, 8, 8)
+    logits = model(x)
+    plain = terms.assemble(mask=terms.mask(0.5, "layer_mean"), kd=terms.teacher_kd(2.0, teacher, 4.0))
+    out = plain(model, x, None, logits)
+    assert list(out) == ["kd"]  # no masks yet: the mask term does not apply
+    assert torch.equal(out["kd"], 2.0 * kd.teacher_kd(teacher, x, logits, 4.0))
+    masked = masks.insert_masks(model)
+    out = plain(masked, x, None, masked(x))
+    assert list(out) == ["mask", "kd"] and torch.equal(out["mask"], 0.5 * masks.sparsity_loss(masked, "layer_mean"))
+    assert terms.assemble(kd=None) is None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
+from typing import Iterator
 import random
 
 import numpy as np
@@ -40,3 +42,13 @@ def seed_everything(seed: int, threads: int | None = None) -> torch.Generator:
 def resolve_threads(threads: int) -> int:
     """The threads that will really be used: never more than this machine's cores."""
     return max(1, min(threads, os.cpu_count() or 1))
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Draw from torch's global generator seeded with ``seed``, then leave it as it was: a
+    model's initial weights come from the run's seed, not from whatever earlier runs (or a
+    DataLoader's shuffling) drew from the generator before."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield

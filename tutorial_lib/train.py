@@ -108,6 +108,14 @@ def recalibrate_bn(model: nn.Module, loader: DataLoader, device: str = "cpu") ->
     return model.eval()
 
 
+def stretched(cfg, epochs: int):
+    """``cfg`` with the profile's schedule stretched to ``epochs``: the lr milestones scaled by
+    ``epochs / cfg.epochs`` (those that would fall at or after the end dropped)."""
+    scale = epochs / max(cfg.epochs, 1)
+    milestones = tuple(sorted({max(1, round(m * scale)) for m in cfg.milestones if round(m * scale) < epochs}))
+    return cfg.replace(epochs=epochs, milestones=milestones)
+
+
 def sgd(params, cfg, lr: float | None = None) -> torch.optim.Optimizer:
     """SGD with the profile's momentum and weight decay."""
     return torch.optim.SGD(params, lr=lr or cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)

@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tutorial_lib import data, kd, masks, models, train
+from tutorial_lib import data, masks, models, terms, train
 from tutorial_lib.constraints import budget as budgets
 from tutorial_lib.constraints import latency_table
 from tutorial_lib.pruning import baselines, pack
@@ -276,13 +276,8 @@ def run_adaptive(
     history: list[dict] = []
     cost_before = cost_of_model(current)
 
-    def regularizer(m, x, y, logits):
-        terms = {}
-        if masks.masks_of(m):
-            terms["mask"] = lam * masks.sparsity_loss(m, mask_loss)
-        if kd_weight > 0:
-            terms["kd"] = kd_weight * kd.teacher_kd(teacher, x, logits, temperature)
-        return terms
+    regularizer = terms.assemble(mask=terms.mask(lam, mask_loss),
+                                 kd=terms.teacher_kd(kd_weight, teacher, temperature) if kd_weight > 0 else None)
 
     for epoch in range(1, max_epochs + 1):
         phase = state.phase

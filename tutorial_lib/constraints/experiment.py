@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from torch import nn
 
-from tutorial_lib import cache, data, metrics, models, paths, profiles, tables, train
+from tutorial_lib import cache, data, metrics, models, paths, profiles, repro, tables, train
 from tutorial_lib import seeds as seeds_mod
 from tutorial_lib.constraints import adaptive, latency_table, platforms, profiler, signatures
 from tutorial_lib.constraints import budget as budgets
@@ -49,10 +49,7 @@ def full_topology(model: nn.Module) -> latency_table.Topology:
 
 def lower_bound_model(model: nn.Module, seed: int = 0) -> nn.Module:
     """The same topology with one channel per convolution (the seed's lower bound), seeded."""
-    import torch
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with repro.seeded(seed):
         return models.from_spec(budgets.lower_bound_spec(latency_table.topology(model)).spec()).eval()
 
 

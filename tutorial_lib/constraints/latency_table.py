@@ -59,7 +59,7 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
-from tutorial_lib import models
+from tutorial_lib import models, repro
 from tutorial_lib.constraints import platforms
 from tutorial_lib.models import vgg as vgg_module
 
@@ -201,8 +201,7 @@ def measure_layer(key: LayerKey, min_run_time: float = 0.05, blocks: int = 10) -
     p = platforms.get(key.platform)
     platforms.warm_allocator()
     gen = torch.Generator().manual_seed(0)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    with repro.seeded(0):
         stmt, g = _layer_and_input(key, gen)
     for name, v in g.items():
         if isinstance(v, nn.Module):
@@ -220,8 +219,7 @@ def measure_model(topo: Describable, input_shape: tuple[int, ...], platform: str
     without contention it agrees with :func:`platforms.measure`'s median."""
     p = platforms.get(platform)
     topo = topology(topo, None, input_shape[1])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    with repro.seeded(0):
         model = models.from_spec(topo.spec()).to(p.device).eval()
         x = torch.randn(input_shape, device=p.device)
     platforms.warm_allocator()

@@ -19,7 +19,7 @@ from typing import Sequence
 import pandas as pd
 import torch
 
-from tutorial_lib import data, metrics, train
+from tutorial_lib import data, metrics, repro, train
 from tutorial_lib.constraints import budget as budgets
 from tutorial_lib.constraints import latency_table, platforms
 from tutorial_lib.models import vgg
@@ -86,8 +86,7 @@ def evaluate_signatures(
     per_image = (1, *shape[1:])
     rows = []
     for i, sig in enumerate(signatures):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed + i)
+        with repro.seeded(cfg.seed + i):
             model = vgg.VGG(list(sig), num_classes=bundle.num_classes, in_channels=bundle.in_channels)
         opt = sched = None
         if optimizer == "adam":

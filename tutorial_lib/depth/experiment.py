@@ -99,8 +99,7 @@ def motorcycle_loader(cfg) -> DataLoader:
 
 def build(cfg) -> MonoDepth:
     """Monodepth at ``cfg.depth_model_width``, initialised from ``cfg.seed`` (global RNG untouched)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
+    with repro.seeded(cfg.seed):
         return MonoDepth(width=cfg.depth_model_width)
 
 
@@ -289,8 +288,7 @@ def speed_ceiling(cfg) -> MonoDepth:
     """Monodepth with every prunable conv cut to one filter (untrained: only its speed counts):
     the fastest network that masks on the 21 prunable convs can reach, since the iconvs, the
     disparity heads, the activations and the upsampling keep their size."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
+    with repro.seeded(cfg.seed):
         return MonoDepth(width=cfg.depth_model_width, widths=[1] * len(PRUNABLE)).to(cfg.device)
 
 

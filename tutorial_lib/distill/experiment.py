@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tutorial_lib import data, models, seeds, tables, train
+from tutorial_lib import data, models, repro, seeds, tables, train
 from tutorial_lib.distill.student import stage_starts, stage_taps, train_student
 from tutorial_lib.taps import Taps, stage_ends
 from tutorial_lib.models import vgg
@@ -57,14 +57,11 @@ def student_specs(cfg, num_classes: int, pruned: nn.Module | None, pruned_name: 
 def student_cfg(cfg):
     """``cfg`` for training a student: ``cfg.student_epochs`` epochs, with the baseline's lr
     milestones scaled to that length (so the last epochs still run at the reduced rate)."""
-    scale = cfg.student_epochs / max(cfg.epochs, 1)
-    milestones = tuple(sorted({max(1, round(m * scale)) for m in cfg.milestones if round(m * scale) < cfg.student_epochs}))
-    return cfg.replace(epochs=cfg.student_epochs, milestones=milestones)
+    return train.stretched(cfg, cfg.student_epochs)
 
 
 def _fresh(spec: dict, seed: int) -> nn.Module:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with repro.seeded(seed):
         return models.from_spec(spec)
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tutorial_lib import data, train
+from tutorial_lib import data, repro, train
 from tutorial_lib.distill import losses
 from tutorial_lib.distill.memo import TeacherMemo, remembered
 from tutorial_lib.taps import Taps, stage_ends
@@ -120,8 +120,7 @@ def train_student(
     s_widths, t_widths = [f.shape[1] for f in s_taps.features()], [f.shape[1] for f in t_taps.features()]
     # the extra layers start from the run's seed, not from whatever the global generator holds
     # after earlier runs (a DataLoader draws from it each time it is iterated)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
+    with repro.seeded(cfg.seed):
         regressor = losses.hint_regressor(s_widths[hint_layer], t_widths[hint_layer]) if "hint" in spec else None
         connectors = fsp_connectors(s_widths, t_widths) if "fsp" in spec else None
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
+from tutorial_lib import repro
 from tutorial_lib.models import monodepth, vgg
 from tutorial_lib.models.monodepth import MonoDepth
 from tutorial_lib.models.vgg import VGG, VGG_SIGNATURES, vgg_signature
@@ -19,8 +19,7 @@ def build(cfg, num_classes: int) -> nn.Module:
     torchvision layout without BN (the seed's VGG11 of 132.9M parameters); elsewhere the
     CIFAR layout with BN."""
     imagenet = cfg.dataset == "imagenet"
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
+    with repro.seeded(cfg.seed):
         return VGG(vgg_signature(cfg.arch, cfg.width), num_classes=num_classes,
                    head="imagenet" if imagenet else "cifar", batch_norm=not imagenet)
 

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tutorial_lib import data, graph, kd, masks, models, train
+from tutorial_lib import data, graph, masks, models, repro, terms, train
 from tutorial_lib.distill import memo
 from tutorial_lib.pruning.pack import pack
 
@@ -93,13 +93,6 @@ def _largest_under(masked, budget: int, top: int, pattern: Callable[[int], dict]
     return pattern(lo)
 
 
-def _epochs_schedule(cfg, epochs: int):
-    """The profile's optimiser schedule stretched to ``epochs`` (milestones scaled)."""
-    scale = epochs / max(cfg.epochs, 1)
-    milestones = sorted({max(1, round(m * scale)) for m in cfg.milestones if round(m * scale) < epochs})
-    return cfg.replace(epochs=epochs, milestones=milestones)
-
-
 def scratch_epochs(cfg) -> int:
     """Epochs of a from-scratch twin: ``cfg.scratch_epochs``, else the baseline's ``cfg.epochs``."""
     return cfg.epochs if cfg.scratch_epochs is None else cfg.scratch_epochs
@@ -111,16 +104,13 @@ def scratch(spec: dict, bundle: data.DataBundle, cfg, teacher: nn.Module | None 
     ``cfg.scratch_epochs`` epochs (default: the baseline's own schedule, Liu et al.'s
     "Scratch-E"; the pruning methods also inherit the baseline's epochs, so they see more);
     with ``teacher``, add KD."""
-    run_cfg = _epochs_schedule(cfg, scratch_epochs(cfg))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
+    run_cfg = train.stretched(cfg, scratch_epochs(cfg))
+    with repro.seeded(cfg.seed):
         model = models.from_spec(spec)
-    regularizer = None
-    if teacher is not None:
-        teacher = memo.remembered(teacher.eval(), cfg)  # frozen: its logits per image, computed once
-
-        def regularizer(m, x, y, logits):
-            return {"kd": cfg.kd_weight * kd.teacher_kd(teacher, x, logits, cfg.kd_temperature)}
+    kd_term = None
+    if teacher is not None:  # frozen: its logits per image, computed once
+        kd_term = terms.teacher_kd(cfg.kd_weight, memo.remembered(teacher.eval(), cfg), cfg.kd_temperature)
+    regularizer = terms.assemble(kd=kd_term)
 
     history = train.fit(model, bundle, run_cfg, regularizer=regularizer, checkpoint_dir=checkpoint_dir,
                         desc="scratch+kd" if teacher is not None else "scratch")

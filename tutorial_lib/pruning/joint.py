@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tutorial_lib import data, masks, train
+from tutorial_lib import data, masks, terms, train
 from tutorial_lib.distill import memo
 
 
@@ -70,13 +70,10 @@ def train_joint(
         if isinstance(task, train.Classification):  # its logits per image, computed once
             teacher = memo.remembered(teacher, cfg)
 
-    def regularizer(m, x, y, logits):
-        terms = {"mask": lam * masks.sparsity_loss(m, mask_loss)}
-        if teacher is not None and kd_weight > 0:
-            with torch.no_grad():
-                teacher_outputs = teacher(x)
-            terms["kd"] = kd_weight * task.distill(logits, teacher_outputs, temperature)
-        return terms
+    regularizer = terms.assemble(
+        mask=terms.mask(lam, mask_loss),
+        kd=terms.teacher_kd(kd_weight, teacher, temperature, task.distill) if teacher is not None and kd_weight > 0
+        else None)
 
     optimizer = optimizer or mask_optimizer(model, cfg, weight_lr)
     # Cosine decay to zero: gates near the threshold stop flipping as the run ends, so the
