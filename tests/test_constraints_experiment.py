@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tutorial_lib import data, profiles, train
+from tutorial_lib import data, plots, profiles, train
 from tutorial_lib.constraints import Budget, platforms, signatures
 from tutorial_lib.constraints import experiment as ex
 from tutorial_lib.models import vgg
@@ -77,7 +77,7 @@ def test_bounds_and_sizes(setting):
     assert list(lat["batch"]) == [1, 2] and (lat["full ms"] > 0).all()
     per_layer = ex.bounds_per_layer(model, bundle, P1, (1,), repeats=2)
     assert "(total)" in set(per_layer["name"]) and {"full ms @1", "one-channel ms @1"} <= set(per_layer.columns)
-    ex.plot_bounds(lat, per_layer, P1)
+    plots.latency_bounds(lat, per_layer, P1)
 
 
 def test_signature_study_and_pairs(setting, table):
@@ -92,7 +92,7 @@ def test_signature_study_and_pairs(setting, table):
                                                 "accuracy": [50.0, 80.0, 10.0]}))
     assert pairs.set_index("cost").loc["params", "difference"] == 30.0
     assert pd.isna(pairs.set_index("cost").loc["flops", "difference"])  # no pair within 20%
-    ex.plot_signatures(sig, corr, [P1])
+    plots.signatures_against_costs(sig, corr, [P1])
 
 
 def test_equal_cost_gaps_are_judged_against_seed_noise(setting, table):
@@ -143,7 +143,7 @@ def test_constrained_runs_meet_their_budgets(setting, table):
                                                    for c in stable.columns)
     goals = ex.targets(runs, None, P1)
     assert goals["target"].str.contains("parameters reached").any()
-    ex.plot_runs(runs)
+    plots.constrained_runs(runs)
     speed = ex.platform_speedups({"p": runs["params"].model}, model, bundle, [P1], (1,), min_run_time=0.01)
     assert list(speed.columns) == ["model", f"speedup [{P1}, batch 1]"]
 

@@ -15,6 +15,7 @@ import argparse
 import copy
 import statistics
 import time
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -249,77 +250,106 @@ def constraints_targets(profile: str = "tutorial", signatures: int = 8) -> dict:
             "seconds": time.perf_counter() - start}
 
 
+def _step_header(what: str, r: dict, repeats: int) -> None:
+    print(f"training step{' in deterministic mode' if what == 'train' else ''}, {r['arch']} width "
+          f"{r['width']:g}, batch {r['batch']}, {r['threads']} threads, median of {repeats} x 5 steps")
+
+
+def report_masks(profile: str, repeats: int) -> None:
+    r = masks_overhead(profile, repeats)
+    _step_header("masks", r, repeats)
+    print(f"  plain  {r['plain_ms']:8.2f} ms\n  masked {r['masked_ms']:8.2f} ms\n"
+          f"  ratio  {r['ratio']:8.3f} (target <= {r['target']:.2f}: {'met' if r['ratio'] <= r['target'] else 'MISSED'})")
+
+
+def report_train(profile: str, repeats: int) -> None:
+    r = nan_fill_saving(profile, repeats)
+    _step_header("train", r, repeats)
+    print(f"  with torch's NaN fill of new tensors {r['fill_ms']:8.2f} ms\n"
+          f"  without (repro's setting)           {r['no_fill_ms']:8.2f} ms  ({100 * r['saving']:.0f}% saved)")
+    m = layout_and_memo(profile, repeats)
+    print(f"  NCHW layout                         {m['nchw_ms']:8.2f} ms\n"
+          f"  channels-last (the lessons' layout) {m['channels_last_ms']:8.2f} ms  "
+          f"({m['nchw_ms'] / m['channels_last_ms']:.2f}x)\n"
+          f"  KD step, teacher run each step      {m['kd_teacher_ms']:8.2f} ms\n"
+          f"  KD step, logits read back (memo)    {m['kd_memo_ms']:8.2f} ms  "
+          f"({m['kd_teacher_ms'] / m['kd_memo_ms']:.2f}x)")
+
+
+def report_distill(profile: str, repeats: int) -> None:
+    r = distill_overhead(profile, repeats)
+    print(f"distillation step, teacher {profile} VGG, student vgg8, batch {r['batch']}, {r['threads']} threads, "
+          f"median of {repeats}")
+    print(f"  plain student step {r['ms']['plain']:.2f} ms, teacher forward {r['ms']['teacher']:.2f} ms")
+    for k, ratio in r["ratio"].items():
+        print(f"  {k:4s} step {r['ms'][k]:8.2f} ms = {ratio:.2f} x (plain + teacher) "
+              f"(target <= {r['target']}: {'met' if ratio <= r['target'] else 'MISSED'})")
+
+
+def _print_targets(r: dict) -> None:
+    for row in r["targets"].itertuples(index=False):
+        print(f"  {row.target}: {row.measured} (target {row.wanted}: {'met' if row.met else 'MISSED'})")
+    print(f"  ({r['seconds']:.0f} s, baseline from the cache when present)")
+
+
+def report_depth(profile: str, repeats: int) -> None:
+    r = depth_targets(profile)
+    base, pruned = r["base"], r["pruned"]
+    print(f"monodepth, {profile} profile, input {r['size']}: baseline {base.params:,} parameters, "
+          f"pruned {pruned.params:,}; D1-all on the test set {base.scores['test']['d1_all']:.2f}% -> "
+          f"{pruned.scores['test']['d1_all']:.2f}%")
+    for platform in r["fps"].columns:
+        fps = r["fps"][platform]
+        print(f"  batch-1 FPS {platform}: baseline {fps['baseline']:.1f}, pruned {fps['pruned']:.1f}, "
+              f"every prunable conv at one filter {fps['ceiling']:.1f} "
+              f"(ceiling {fps['ceiling'] / fps['baseline']:.2f}x)")
+    _print_targets(r)
+
+
+def report_runtimes(profile: str, repeats: int) -> None:
+    r = depth_runtimes(profile)
+    print(f"monodepth, {profile} profile, input {r['size']}, batch 1: latency and speedup over the baseline "
+          f"under each runtime (median of rounds; ceiling: every prunable conv at one filter)")
+    print(r["table"].to_string(index=False))
+    print(f"  ({r['seconds']:.0f} s, compiling included)")
+
+
+def report_constraints(profile: str, repeats: int) -> None:
+    r = constraints_targets(profile)
+    cfg = r["cfg"]
+    print(f"adaptive constrained pruning, {profile} profile: {cfg.arch} x{cfg.width:g}; latency budget on "
+          f"{cfg.latency_platform}, batch {cfg.latency_batch} (median of repeats, threads fixed per platform)")
+    for kind, run_ in r["runs"].items():
+        measured = ", ".join(f"{p} {ms:.3f} ms" for p, ms in run_.measured_ms.items())
+        print(f"  {kind:8s} {run_.budget.describe()}: {run_.params:,} params, {run_.flops / 1e6:.2f} MFLOPs, "
+              f"estimate {run_.estimate_ms:.3f} ms, measured {measured}")
+    err = r["signatures"].filter(like="error_pct").iloc[:, 0]
+    print(f"  latency table vs measured median, {len(err)} random signatures: mean |error| "
+          f"{err.abs().mean():.1f}%, max {err.abs().max():.1f}%")
+    _print_targets(r)
+
+
+def report_notebooks(profile: str, repeats: int) -> None:
+    out = paths.results_dir(profile) / "bench"
+    for nb in run.notebooks():
+        seconds = run.execute(nb, profile, out / nb.name)
+        print(f"{nb.name}: {seconds:.1f} s at the {profile} profile")
+
+
+# What `python -m tutorial_lib.bench <name>` measures and prints: a name, one reporter.
+BENCHES: dict[str, Callable[[str, int], None]] = {
+    "masks": report_masks, "train": report_train, "distill": report_distill, "depth": report_depth,
+    "runtimes": report_runtimes, "constraints": report_constraints, "notebooks": report_notebooks,
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["masks", "train", "distill", "depth", "runtimes", "constraints", "notebooks"])
+    parser.add_argument("what", choices=list(BENCHES))
     parser.add_argument("--profile", default="tutorial", choices=list(profiles.PROFILES))
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
-    if args.what in ("masks", "train"):
-        r = (masks_overhead if args.what == "masks" else nan_fill_saving)(args.profile, args.repeats)
-        print(f"training step{' in deterministic mode' if args.what == 'train' else ''}, {r['arch']} width "
-              f"{r['width']:g}, batch {r['batch']}, {r['threads']} threads, median of {args.repeats} x 5 steps")
-    if args.what == "masks":
-        print(f"  plain  {r['plain_ms']:8.2f} ms\n  masked {r['masked_ms']:8.2f} ms\n"
-              f"  ratio  {r['ratio']:8.3f} (target <= {r['target']:.2f}: {'met' if r['ratio'] <= r['target'] else 'MISSED'})")
-    elif args.what == "train":
-        print(f"  with torch's NaN fill of new tensors {r['fill_ms']:8.2f} ms\n"
-              f"  without (repro's setting)           {r['no_fill_ms']:8.2f} ms  ({100 * r['saving']:.0f}% saved)")
-        m = layout_and_memo(args.profile, args.repeats)
-        print(f"  NCHW layout                         {m['nchw_ms']:8.2f} ms\n"
-              f"  channels-last (the lessons' layout) {m['channels_last_ms']:8.2f} ms  "
-              f"({m['nchw_ms'] / m['channels_last_ms']:.2f}x)\n"
-              f"  KD step, teacher run each step      {m['kd_teacher_ms']:8.2f} ms\n"
-              f"  KD step, logits read back (memo)    {m['kd_memo_ms']:8.2f} ms  "
-              f"({m['kd_teacher_ms'] / m['kd_memo_ms']:.2f}x)")
-    elif args.what == "distill":
-        r = distill_overhead(args.profile, args.repeats)
-        print(f"distillation step, teacher {args.profile} VGG, student vgg8, batch {r['batch']}, {r['threads']} threads, "
-              f"median of {args.repeats}")
-        print(f"  plain student step {r['ms']['plain']:.2f} ms, teacher forward {r['ms']['teacher']:.2f} ms")
-        for k, ratio in r["ratio"].items():
-            print(f"  {k:4s} step {r['ms'][k]:8.2f} ms = {ratio:.2f} x (plain + teacher) "
-                  f"(target <= {r['target']}: {'met' if ratio <= r['target'] else 'MISSED'})")
-    elif args.what == "depth":
-        r = depth_targets(args.profile)
-        base, pruned = r["base"], r["pruned"]
-        print(f"monodepth, {args.profile} profile, input {r['size']}: baseline {base.params:,} parameters, "
-              f"pruned {pruned.params:,}; D1-all on the test set {base.scores['test']['d1_all']:.2f}% -> "
-              f"{pruned.scores['test']['d1_all']:.2f}%")
-        for platform in r["fps"].columns:
-            fps = r["fps"][platform]
-            print(f"  batch-1 FPS {platform}: baseline {fps['baseline']:.1f}, pruned {fps['pruned']:.1f}, "
-                  f"every prunable conv at one filter {fps['ceiling']:.1f} "
-                  f"(ceiling {fps['ceiling'] / fps['baseline']:.2f}x)")
-        for row in r["targets"].itertuples(index=False):
-            print(f"  {row.target}: {row.measured} (target {row.wanted}: {'met' if row.met else 'MISSED'})")
-        print(f"  ({r['seconds']:.0f} s, baseline from the cache when present)")
-    elif args.what == "runtimes":
-        r = depth_runtimes(args.profile)
-        print(f"monodepth, {args.profile} profile, input {r['size']}, batch 1: latency and speedup over the baseline "
-              f"under each runtime (median of rounds; ceiling: every prunable conv at one filter)")
-        print(r["table"].to_string(index=False))
-        print(f"  ({r['seconds']:.0f} s, compiling included)")
-    elif args.what == "constraints":
-        r = constraints_targets(args.profile)
-        cfg = r["cfg"]
-        print(f"adaptive constrained pruning, {args.profile} profile: {cfg.arch} x{cfg.width:g}; latency budget on "
-              f"{cfg.latency_platform}, batch {cfg.latency_batch} (median of repeats, threads fixed per platform)")
-        for kind, run_ in r["runs"].items():
-            measured = ", ".join(f"{p} {ms:.3f} ms" for p, ms in run_.measured_ms.items())
-            print(f"  {kind:8s} {run_.budget.describe()}: {run_.params:,} params, {run_.flops / 1e6:.2f} MFLOPs, "
-                  f"estimate {run_.estimate_ms:.3f} ms, measured {measured}")
-        err = r["signatures"].filter(like="error_pct").iloc[:, 0]
-        print(f"  latency table vs measured median, {len(err)} random signatures: mean |error| "
-              f"{err.abs().mean():.1f}%, max {err.abs().max():.1f}%")
-        for row in r["targets"].itertuples(index=False):
-            print(f"  {row.target}: {row.measured} (target {row.wanted}: {'met' if row.met else 'MISSED'})")
-        print(f"  ({r['seconds']:.0f} s, baseline from the cache when present)")
-    else:
-        out = paths.results_dir(args.profile) / "bench"
-        for nb in run.notebooks():
-            seconds = run.execute(nb, args.profile, out / nb.name)
-            print(f"{nb.name}: {seconds:.1f} s at the {args.profile} profile")
+    BENCHES[args.what](args.profile, args.repeats)
 
 
 if __name__ == "__main__":

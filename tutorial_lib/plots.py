@@ -8,6 +8,8 @@ import seaborn as sns
 import torch
 
 from tutorial_lib import masks
+from tutorial_lib.constraints import adaptive
+from tutorial_lib.constraints.experiment import KIND_LABELS, budget_text
 
 
 def straight_through(low: float = -6.0, high: float = 6.0, points: int = 241):
@@ -148,4 +150,80 @@ def disparities(examples: dict, title: str = "input, ground truth, baseline and 
                 ax.set_ylabel(scene, fontsize=9)
         fig.colorbar(im, ax=axes[r].tolist(), shrink=0.8, label="px")
     fig.suptitle(title)
+    return fig
+
+
+# -- lesson 04 -----------------------------------------------------------------------------
+def latency_bounds(lat: pd.DataFrame, per_layer: pd.DataFrame, platform: str, title: str = ""):
+    """Left: latency against batch size (log-log), both bounds, every platform. Right: the
+    per-layer times of both bounds at the largest profiled batch."""
+    fig, ax = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [1, 1.6]})
+    for i, (p, g) in enumerate(lat.groupby("platform", sort=False)):
+        ax[0].plot(g["batch"], g["full ms"], "o-", color=f"C{i}", label=f"full, {p}")
+        ax[0].plot(g["batch"], g["one-channel ms"], "s--", color=f"C{i}", label=f"one channel, {p}")
+    ax[0].set(xscale="log", yscale="log", xlabel="batch size", ylabel="median latency (ms)",
+              title="upper and lower bound")
+    ax[0].legend(fontsize=7)
+    cols = [c for c in per_layer.columns if c.startswith("full ms")]
+    b = cols[-1].split("@")[-1]
+    layers = per_layer[~per_layer["name"].isin(["(total)", "(other)"])]
+    x = range(len(layers))
+    ax[1].bar([i - 0.2 for i in x], layers[f"full ms @{b}"], width=0.4, label="full")
+    ax[1].bar([i + 0.2 for i in x], layers[f"one-channel ms @{b}"], width=0.4, label="one channel")
+    ax[1].set_xticks(list(x), [f"{n} ({t})" for n, t in zip(layers["name"], layers["type"])], rotation=90,
+                     fontsize=6)
+    ax[1].set(ylabel="ms per forward pass", title=f"per layer, batch {b}, {platform}")
+    ax[1].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def signatures_against_costs(df: pd.DataFrame, corr: pd.DataFrame, platform_names, title: str = ""):
+    """Accuracy against parameters, FLOPs and latency; latency against FLOPs (every platform)."""
+    rho = {(r.x, r.y): r.spearman for r in corr.itertuples()}
+    fig, ax = plt.subplots(1, 4, figsize=(15, 3.6))
+    lat0 = f"latency_ms[{platform_names[0]}]"
+    for a, col, label in ((ax[0], "params", "parameters"), (ax[1], "flops", "FLOPs per image"),
+                          (ax[2], lat0, f"latency (ms), {platform_names[0]}")):
+        a.scatter(df[col], df["accuracy"])
+        a.set(xlabel=label, ylabel="top-1 %", title=f"Spearman {rho.get(('accuracy', col), float('nan')):.2f}")
+    for i, p in enumerate(platform_names):
+        c = f"latency_ms[{p}]"
+        ax[3].scatter(df["flops"], df[c], color=f"C{i}",
+                      label=f"{p} (Spearman {rho.get((c, 'flops'), float('nan')):.2f})")
+    ax[3].set(xlabel="FLOPs per image", ylabel="median latency (ms)", yscale="log", title="latency against FLOPs")
+    ax[3].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def constrained_runs(runs: dict, title: str = ""):
+    """Each constrained run over its epochs: cost as % of its budget and accuracy, the
+    background shaded by phase (sparsity / fine-tuning), packs and re-masks marked."""
+    fig, axes = plt.subplots(2, len(runs), figsize=(4.6 * len(runs), 5.4), squeeze=False, sharex="col")
+    for j, (kind, r) in enumerate(runs.items()):
+        h = r.history
+        top, bottom = axes[0][j], axes[1][j]
+        top.plot(h["epoch"], h["params"] / 1e3, "o-", label="parameters (k)")
+        top.set(title=f"{KIND_LABELS[kind]} budget: {budget_text(r.budget)}", ylabel="parameters (thousands)")
+        twin = top.twinx()
+        twin.plot(h["epoch"], h["cost_pct"] * r.target.value / r.budget.value, "s--", color="C3",
+                  label="cost, % of budget")
+        twin.axhline(100, color="C3", lw=0.8, ls=":")
+        twin.set_ylabel("cost, % of budget", color="C3")
+        bottom.plot(h["epoch"], h["accuracy"], "o-", color="C2")
+        bottom.set(xlabel="epoch", ylabel="top-1 %")
+        for a in (top, bottom):
+            for _, row in h.iterrows():
+                if row["phase"] == adaptive.SPARSITY:
+                    a.axvspan(row["epoch"] - 0.5, row["epoch"] + 0.5, color="orange", alpha=0.15, lw=0)
+        for _, row in h.iterrows():
+            act = row["action"].split("+")[0]
+            if act in ("pack", "remask", "cut_lr"):
+                bottom.annotate(act, (row["epoch"], row["accuracy"]), fontsize=7, rotation=45)
+    axes[0][0].legend(fontsize=7, loc="upper right")
+    fig.suptitle(title + " (orange: sparsity epochs with masks; white: fine-tuning)")
+    fig.tight_layout()
     return fig
