@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tutorial_lib import data, masks, metrics
+from tutorial_lib import data, masks, metrics, models
 from tutorial_lib.constraints import adaptive, latency_table, platforms, profiler, signatures
 from tutorial_lib.constraints import budget as budgets
 from tutorial_lib.constraints.adaptive import EpochResult, LoopState, next_phase
@@ -82,14 +82,14 @@ def test_platform_registry_and_measure():
 
 # -- latency table ------------------------------------------------------------------------
 def test_layer_keys_follow_the_signature():
-    topo = latency_table.topology([4, "M", 6, 8, "M"], num_classes=7)
+    topo = models.describe([4, "M", 6, 8, "M"], num_classes=7)
     keys = latency_table.layers(topo, (2, 3, 32, 32), "torch-cpu-1t")
     assert [(k.kind, k.cin, k.cout, k.size) for k in keys] == [
         ("conv_bn_relu", 3, 4, 32), ("maxpool", 4, 4, 32), ("conv_bn_relu", 4, 6, 16), ("conv_bn_relu", 6, 8, 16),
         ("maxpool", 8, 8, 16), ("avgpool", 8, 8, 8), ("linear", 8, 7, 1)]
     assert all(k.batch == 2 and k.platform == "torch-cpu-1t" for k in keys)
     no_bn = vgg.VGG([4, "M", 6], num_classes=3, batch_norm=False)
-    assert latency_table.layers(latency_table.topology(no_bn), (1, 3, 32, 32), "x")[0].kind == "conv_relu"
+    assert latency_table.layers(models.describe(no_bn), (1, 3, 32, 32), "x")[0].kind == "conv_relu"
     with pytest.raises(ValueError, match="valid choices"):
         latency_table.LayerKey("conv5x5", 1, 1, 8, 1, "torch-cpu-1t")
 
@@ -99,7 +99,7 @@ def test_latency_table_memoises_and_round_trips(tmp_path):
     sig, shape = [2, "M", 3], (1, 3, 16, 16)
     first = table.layer_sum(sig, shape, "torch-cpu-1t", num_classes=4)
     measured = table.measured
-    assert measured == len(latency_table.layers(latency_table.topology(sig, 4), shape, "torch-cpu-1t"))
+    assert measured == len(latency_table.layers(models.describe(sig, 4), shape, "torch-cpu-1t"))
     assert table.layer_sum(sig, shape, "torch-cpu-1t", num_classes=4) == first and table.measured == measured
     table.calibrations[("torch-cpu-1t", 1, 16)] = latency_table.Calibration("torch-cpu-1t", 1, 16, 0.02, 1.1)
     expected = table.estimate(sig, shape, "torch-cpu-1t", num_classes=4)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from tutorial_lib import metrics
+from tutorial_lib import metrics, models
 from tutorial_lib.models import vgg
 
 
@@ -46,6 +46,32 @@ def test_vgg_pools_round_up_so_24x24_keeps_every_stage():
     assert sizes == [12, 6, 3, 2, 1]  # 3 -> 2, not 1: the last stage still sees a 2x2 map
     for h in hooks:
         h.remove()
-    keys = latency_table.layers(latency_table.topology(model), (1, 3, 24, 24), "x")
+    keys = latency_table.layers(models.describe(model), (1, 3, 24, 24), "x")
     assert [k.size for k in keys if k.kind == "maxpool"] == [24, 12, 6, 3, 2]
     assert keys[-2].size == 1  # the global pool sees what the model's last pool gave
+
+
+def test_one_cost_model_counts_plain_masked_and_described_vggs_alike():
+    import pytest
+    import torch
+
+    from tutorial_lib import cost, masks
+
+    torch.manual_seed(0)
+    signature = [6, "M", 5, 7, "M", 9, "M"]
+    model = models.VGG(signature, num_classes=10)
+    shape = (1, 3, 24, 24)  # pools round up: 24 -> 12 -> 6 -> 3
+    assert cost.count(model, "params") == metrics.count_parameters(model)
+    assert cost.count(model, "flops", shape) == metrics.count_flops(model, shape)
+    for described in (model.spec(), signature, models.describe(model)):  # closed form, nothing built
+        assert cost.count(described, "params", shape, num_classes=10) == metrics.count_parameters(model)
+        assert cost.count(described, "flops", shape, num_classes=10) == metrics.count_flops(model, shape)
+    masked = masks.insert_masks(model)
+    masks.set_pattern(masked, {layer: torch.arange(m.channels) < 2 for layer, m in masks.masks_of(masked).items()})
+    packed = models.VGG([2, "M", 2, 2, "M", 2, "M"], num_classes=10)
+    assert cost.count(masked, "params") == metrics.count_parameters(packed)
+    assert cost.count(masked, "flops", shape) == metrics.count_flops(packed, shape)
+    with pytest.raises(ValueError, match="needs the input shape"):
+        cost.count(model, "flops")
+    with pytest.raises(ValueError, match="valid choices: params, flops"):
+        cost.count(model, "latency", shape)

@@ -317,8 +317,8 @@ def run_adaptive(
         history.append({
             "epoch": epoch, "phase": phase, "action": action, **c, "cost": cost_now, "budget": budget.value,
             "cost_pct": 100.0 * cost_now / budget.value, "accuracy": accuracy, "lr": epoch_lr,
-            "signature": str(latency_table.topology(current).signature if not masks.masks_of(current)
-                             else latency_table.topology(budgets.kept_spec(current)).signature),
+            "signature": str(models.describe(current).signature if not masks.masks_of(current)
+                             else models.describe(budgets.kept_spec(current)).signature),
             **{k: float(v) for k, v in fitted.items() if str(k).startswith("loss_")},
             "masked_cost": masked_cost,
         })

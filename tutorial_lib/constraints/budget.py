@@ -33,7 +33,8 @@ from typing import Sequence, Union
 
 from torch import nn
 
-from tutorial_lib import masks, metrics, models
+from tutorial_lib import masks, models
+from tutorial_lib.cost import count
 from tutorial_lib.constraints import latency_table, platforms
 
 KINDS = ("params", "flops", "latency")
@@ -98,45 +99,18 @@ def cost(model: nn.Module, kind: str, input_shape: tuple[int, ...], platform: st
             raise ValueError("a masked model cannot be timed as it would run packed: pack it first, or use the "
                              "estimate (measure=False)")
         return masked_cost(model, kind, input_shape, platform, table=table)
-    if kind == "params":
-        return float(metrics.count_parameters(model))
-    if kind == "flops":
-        return float(metrics.count_flops(model, input_shape))
+    if kind != "latency":
+        return float(count(model, kind, input_shape))
     if measure:
         return platforms.measure(model, platform, input_shape, min_run_time=min_run_time).median_ms
-    return _latency(latency_table.topology(model), input_shape, platform, table)
+    return _latency(models.describe(model), input_shape, platform, table)
 
 
-SpecLike = Union[dict, nn.Module, Sequence[Union[int, str]], latency_table.Topology]
+SpecLike = Union[dict, nn.Module, Sequence[Union[int, str]], models.Topology]
 
 
 def _topology(spec: SpecLike, input_shape: tuple[int, ...], num_classes: int | None = None):
-    return latency_table.topology(spec, num_classes, input_shape[1])
-
-
-def spec_params(topo: latency_table.Topology) -> int:
-    """Parameters of a CIFAR-head VGG from its signature (conv weights and biases, BN affine,
-    Linear), without building it."""
-    total, c = 0, topo.in_channels
-    for v in topo.signature:
-        if v == "M":
-            continue
-        total += c * v * 9 + v + (2 * v if topo.batch_norm else 0)
-        c = v
-    return total + c * topo.num_classes + topo.num_classes
-
-
-def spec_flops(topo: latency_table.Topology, input_shape: tuple[int, ...]) -> int:
-    """FLOPs (2 x MACs of the convolutions and the Linear, as ``torch.utils.flop_counter``
-    counts them) of a CIFAR-head VGG for ``input_shape``, without building it."""
-    batch, size, c, total = input_shape[0], input_shape[-1], topo.in_channels, 0
-    for v in topo.signature:
-        if v == "M":
-            size = models.vgg.pooled(size)
-            continue
-        total += 2 * batch * size * size * c * v * 9
-        c = v
-    return total + 2 * batch * c * topo.num_classes
+    return models.describe(spec, num_classes, input_shape[1])
 
 
 def spec_cost(spec: SpecLike, kind: str, input_shape: tuple[int, ...], platform: str | None = None, *,
@@ -144,18 +118,14 @@ def spec_cost(spec: SpecLike, kind: str, input_shape: tuple[int, ...], platform:
     """The cost of the VGG described by ``spec`` (a ``spec()`` dict, model or signature)."""
     _check_kind(kind)
     _check_platform(kind, platform)
-    if isinstance(spec, dict) and spec.get("head", "cifar") != "cifar":  # built and counted
-        model = models.from_spec(spec)
-        return cost(model, kind, input_shape, platform, table=table)
-    topo = _topology(spec, input_shape, num_classes)
-    if kind == "params":
-        return float(spec_params(topo))
-    if kind == "flops":
-        return float(spec_flops(topo, input_shape))
-    return _latency(topo, input_shape, platform, table)
+    if kind != "latency":  # closed form for a CIFAR-head VGG, built and counted otherwise
+        return float(count(spec, kind, input_shape, num_classes))
+    if isinstance(spec, dict) and spec.get("head", "cifar") != "cifar":  # built and estimated
+        return cost(models.from_spec(spec), kind, input_shape, platform, table=table)
+    return _latency(_topology(spec, input_shape, num_classes), input_shape, platform, table)
 
 
-def lower_bound_spec(spec: SpecLike, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> latency_table.Topology:
+def lower_bound_spec(spec: SpecLike, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> models.Topology:
     """The same topology with one channel per convolution (the seed's lower bound)."""
     topo = _topology(spec, input_shape)
     return topo.resized([1] * len(topo.widths))
@@ -171,7 +141,7 @@ def feasible_range(spec: SpecLike, kind: str, input_shape: tuple[int, ...], plat
     order, ``(cheaper, dearer)``, so that a budget between the two is still accepted rather
     than a timing deciding that no budget is possible."""
     if isinstance(spec, nn.Module):
-        spec = latency_table.topology(spec)
+        spec = models.describe(spec)
     # the full model first: a latency table calibrates on the first model it is asked about, and the
     # references it derives from the full model (half widths, random prunings) span the range; from the
     # one-channel model they would all collapse to that one model
@@ -191,9 +161,9 @@ def check(budget: Budget, spec: SpecLike, input_shape: tuple[int, ...] | None = 
     _check_kind(budget.kind)
     _check_platform(budget.kind, budget.platform)
     if isinstance(spec, nn.Module):
-        spec = latency_table.topology(spec)
+        spec = models.describe(spec)
     if input_shape is None:
-        in_channels = spec.in_channels if isinstance(spec, latency_table.Topology) else \
+        in_channels = spec.in_channels if isinstance(spec, models.Topology) else \
             (spec.get("in_channels", 3) if isinstance(spec, dict) else 3)
         input_shape = budget.input_shape(in_channels, image_size)
     low, high = feasible_range(spec, budget.kind, input_shape, budget.platform, table=table)
@@ -229,11 +199,9 @@ def masked_cost(masked: nn.Module, kind: str, input_shape: tuple[int, ...], plat
     _check_platform(kind, platform)
     if not masks.masks_of(masked):
         raise ValueError("the model has no channel masks: call masks.insert_masks(model) first")
-    if kind == "params":
-        return float(masks.estimate(masked, input_shape, flops=False)["params_kept"])
-    if kind == "flops":
-        return float(masks.estimate(masked, input_shape)["flops_kept"])
-    return _latency(latency_table.topology(kept_spec(masked)), input_shape, platform, table)
+    if kind != "latency":
+        return float(count(masked, kind, input_shape))
+    return _latency(models.describe(kept_spec(masked)), input_shape, platform, table)
 
 
 def costs(model: nn.Module, input_shape: tuple[int, ...], platform: str | None = None, *,

@@ -42,14 +42,14 @@ def shape_of(bundle: data.DataBundle, batch: int = 1) -> tuple[int, int, int, in
     return (batch, bundle.in_channels, bundle.image_size, bundle.image_size)
 
 
-def full_topology(model: nn.Module) -> latency_table.Topology:
-    return latency_table.topology(model)
+def full_topology(model: nn.Module) -> models.Topology:
+    return models.describe(model)
 
 
 def lower_bound_model(model: nn.Module, seed: int = 0) -> nn.Module:
     """The same topology with one channel per convolution (the seed's lower bound), seeded."""
     with repro.seeded(seed):
-        return models.from_spec(budgets.lower_bound_spec(latency_table.topology(model)).spec()).eval()
+        return models.from_spec(budgets.lower_bound_spec(models.describe(model)).spec()).eval()
 
 
 # -- the latency table ----------------------------------------------------------------------
@@ -84,7 +84,7 @@ def bound_sizes(model: nn.Module, bundle: data.DataBundle) -> pd.DataFrame:
     rows = []
     for key, name, m in (("full", "full model (upper bound)", model),
                          ("one", "one channel per conv (lower bound)", lower_bound_model(model))):
-        rows.append({"model": name, "conv widths": "-".join(str(v) for v in latency_table.topology(m).widths),
+        rows.append({"model": name, "conv widths": "-".join(str(v) for v in models.describe(m).widths),
                      "params": metrics.count_parameters(m),
                      "MFLOPs": round(metrics.count_flops(m, shape_of(bundle)) / 1e6, 3),
                      "published params (VGG19-BN, CIFAR-100)": tables.published_value(*published[key])})
@@ -162,7 +162,7 @@ def signature_study(bundle: data.DataBundle, cfg, table: latency_table.LatencyTa
     accuracies = pd.concat(per_seed, axis=1)
     shape = shape_of(bundle, cfg.latency_batch)
     p = cfg.latency_platform
-    est = [table.estimate(latency_table.topology(s, bundle.num_classes, bundle.in_channels), shape, p) for s in sigs]
+    est = [table.estimate(models.describe(s, bundle.num_classes, bundle.in_channels), shape, p) for s in sigs]
     df[f"estimate_ms[{p}]"] = est
     df[f"error_pct[{p}]"] = 100 * (df[f"estimate_ms[{p}]"] - df[f"latency_ms[{p}]"]) / df[f"latency_ms[{p}]"]
     df["accuracy"] = accuracies.mean(axis=1).round(1)
@@ -497,7 +497,7 @@ def validate_estimates(table: latency_table.LatencyTable, cfg, bundle: data.Data
     shape = shape_of(bundle, cfg.latency_batch)
     rows = []
     for s in sigs:
-        topo = latency_table.topology(s, bundle.num_classes, bundle.in_channels)
+        topo = models.describe(s, bundle.num_classes, bundle.in_channels)
         model = models.from_spec(topo.spec())
         meas = platforms.measure(model, cfg.latency_platform, shape, min_run_time=min_run_time).median_ms
         est = table.estimate(topo, shape, cfg.latency_platform)

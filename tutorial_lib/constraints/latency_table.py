@@ -52,7 +52,7 @@ import random
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Sequence
 
 import pandas as pd
 import torch
@@ -62,6 +62,7 @@ from torch.utils import benchmark
 from tutorial_lib import models, repro
 from tutorial_lib.constraints import platforms
 from tutorial_lib.models import vgg as vgg_module
+from tutorial_lib.models.topology import Describable, Topology, describe
 
 KINDS = ("conv_bn_relu", "conv_relu", "maxpool", "avgpool", "linear")
 
@@ -80,62 +81,6 @@ class LayerKey:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"unknown layer kind {self.kind!r}; valid choices: {', '.join(KINDS)}")
-
-
-@dataclass(frozen=True)
-class Topology:
-    """What the estimate needs to know about a model: signature, classes, BN, input."""
-
-    signature: tuple
-    num_classes: int
-    in_channels: int
-    batch_norm: bool
-
-    @property
-    def widths(self) -> list[int]:
-        return [v for v in self.signature if v != "M"]
-
-    def resized(self, widths: Sequence[int]) -> "Topology":
-        it = iter(widths)
-        return Topology(tuple("M" if v == "M" else int(next(it)) for v in self.signature), self.num_classes,
-                        self.in_channels, self.batch_norm)
-
-    def spec(self) -> dict:
-        return {"class": "VGG", "signature": list(self.signature), "num_classes": self.num_classes,
-                "in_channels": self.in_channels, "head": "cifar", "batch_norm": self.batch_norm}
-
-
-Describable = Union[nn.Module, dict, Sequence[Union[int, str]], Topology]
-
-
-def topology(model_or_signature: Describable, num_classes: int | None = None, in_channels: int = 3,
-             batch_norm: bool = True) -> Topology:
-    """The :class:`Topology` of a VGG model, a ``spec()`` dict or a bare signature.
-
-    A bare signature needs ``num_classes`` (default 100). Only the CIFAR head is supported.
-    A masked model (from ``masks.insert_masks``) is described by the spec it was made from,
-    all channels included: for what it would cost once packed see ``budget.masked_cost``.
-    """
-    if isinstance(model_or_signature, Topology):
-        return model_or_signature
-    if isinstance(model_or_signature, nn.Module):
-        spec = getattr(model_or_signature, "meta", {}).get("source_spec") if hasattr(model_or_signature, "meta") \
-            else None
-        if spec is None:
-            if not callable(getattr(model_or_signature, "spec", None)):
-                raise TypeError(f"{type(model_or_signature).__name__} has no spec(): the latency table knows VGGs "
-                                "built from a signature (models.VGG)")
-            spec = model_or_signature.spec()
-        model_or_signature = spec
-    if isinstance(model_or_signature, dict):
-        spec = model_or_signature
-        if spec.get("class") != "VGG" or spec.get("head", "cifar") != "cifar":
-            raise NotImplementedError("the latency table covers VGGs with the CIFAR head (global pool + one Linear); "
-                                      f"got class {spec.get('class')!r}, head {spec.get('head')!r}")
-        return Topology(tuple(spec["signature"]), int(spec["num_classes"]), int(spec.get("in_channels", 3)),
-                        bool(spec.get("batch_norm", True)))
-    sig = tuple(vgg_module._check_signature(model_or_signature))
-    return Topology(sig, 100 if num_classes is None else int(num_classes), in_channels, batch_norm)
 
 
 def layers(topo: Topology, input_shape: tuple[int, ...], platform: str) -> list[LayerKey]:
@@ -218,7 +163,7 @@ def measure_model(topo: Describable, input_shape: tuple[int, ...], platform: str
     timed exactly as the layers are (:func:`time_stmt`, after the allocator warm-up);
     without contention it agrees with :func:`platforms.measure`'s median."""
     p = platforms.get(platform)
-    topo = topology(topo, None, input_shape[1])
+    topo = describe(topo, None, input_shape[1])
     with repro.seeded(0):
         model = models.from_spec(topo.spec()).to(p.device).eval()
         x = torch.randn(input_shape, device=p.device)
@@ -316,13 +261,13 @@ class LatencyTable:
     def layer_sum(self, model_or_signature: Describable, input_shape: tuple[int, ...], platform: str,
                   num_classes: int | None = None) -> float:
         """Sum of the layer entries (ms), without the per-model correction."""
-        topo = topology(model_or_signature, num_classes, input_shape[1])
+        topo = describe(model_or_signature, num_classes, input_shape[1])
         return sum(self.lookup(k) for k in layers(topo, input_shape, platform))
 
     def breakdown(self, model_or_signature: Describable, input_shape: tuple[int, ...], platform: str,
                   num_classes: int | None = None) -> pd.DataFrame:
         """One row per layer (its key and ms) and a row for the per-model correction."""
-        topo = topology(model_or_signature, num_classes, input_shape[1])
+        topo = describe(model_or_signature, num_classes, input_shape[1])
         rows = [{**asdict(k), "ms": self.lookup(k)} for k in layers(topo, input_shape, platform)]
         cal = self.calibration(topo, input_shape, platform)
         layer_total = sum(r["ms"] for r in rows)
@@ -337,8 +282,8 @@ class LatencyTable:
         """Fit the per-model correction of (platform, batch, input size) on measured reference
         models (default: see :func:`_reference_topologies`; the module docstring has the fit)."""
         platforms.get(platform)
-        topo = topology(topo, None, input_shape[1])
-        refs = [topology(r, topo.num_classes, input_shape[1]) for r in references] if references else \
+        topo = describe(topo, None, input_shape[1])
+        refs = [describe(r, topo.num_classes, input_shape[1]) for r in references] if references else \
             _reference_topologies(topo, self.reference_fractions, self.random_prunings)
         points = [(self.layer_sum(ref, input_shape, platform),
                    measure_model(ref, input_shape, platform, self.model_min_run_time)) for ref in refs]
@@ -359,7 +304,7 @@ class LatencyTable:
     def estimate(self, model_or_signature: Describable, input_shape: tuple[int, ...], platform: str,
                  num_classes: int | None = None) -> float:
         """Estimated latency (ms) = layer entries + per-model correction. Nothing runs the model."""
-        topo = topology(model_or_signature, num_classes, input_shape[1])
+        topo = describe(model_or_signature, num_classes, input_shape[1])
         cal = self.calibration(topo, input_shape, platform)
         total = self.layer_sum(topo, input_shape, platform)
         return max(cal.scale * total + cal.overhead_ms, 0.0)
@@ -446,7 +391,7 @@ def validate(signatures: Sequence[Describable], input_shapes: Sequence[tuple[int
     rows = []
     for shape in input_shapes:
         for s in signatures:
-            topo = topology(s, num_classes, shape[1])
+            topo = describe(s, num_classes, shape[1])
             est = table.estimate(topo, shape, platform)
             meas = measure_model(topo, shape, platform, min_run_time)
             rows.append({"signature": list(topo.signature), "batch": shape[0], "platform": platform,

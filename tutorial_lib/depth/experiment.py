@@ -23,7 +23,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from tutorial_lib import cache, data, masks, metrics, profiles, repro, tables, train
+from tutorial_lib import cache, data, masks, profiles, repro, tables, train
+from tutorial_lib.cost import count
 from tutorial_lib.constraints import platforms, profiler
 from tutorial_lib.depth import stereo
 from tutorial_lib.depth.task import METRICS, StereoDepth, predict_disparity
@@ -162,7 +163,7 @@ def score_lines(result: DepthResult | None, empty: str = "not measured") -> str:
 def measure(name: str, model: nn.Module, bundle: data.DataBundle, cfg, history=None, **extra) -> DepthResult:
     """Parameters, FLOPs of one ``depth_height x depth_width`` image, and :func:`evaluate`."""
     model = model.to(cfg.device)
-    return DepthResult(name, model, metrics.count_parameters(model), metrics.count_flops(model, input_shape(cfg)),
+    return DepthResult(name, model, count(model, "params"), count(model, "flops", input_shape(cfg)),
                   evaluate(model, bundle, cfg), history, extra)
 
 

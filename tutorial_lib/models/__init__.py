@@ -7,6 +7,7 @@ from torch import nn
 from tutorial_lib import repro
 from tutorial_lib.models import monodepth, vgg
 from tutorial_lib.models.monodepth import MonoDepth
+from tutorial_lib.models.topology import Topology, describe
 from tutorial_lib.models.vgg import VGG, VGG_SIGNATURES, vgg_signature
 
 # Model classes that can be rebuilt from a spec: class name -> (from_spec, resize_spec).
@@ -41,4 +42,4 @@ def resize_spec(spec: dict, widths: list[int]) -> dict:
     return _lookup(spec)[1](spec, widths)
 
 
-__all__ = ["VGG", "MonoDepth", "VGG_SIGNATURES", "vgg_signature", "build", "from_spec", "resize_spec"]
+__all__ = ["VGG", "MonoDepth", "VGG_SIGNATURES", "vgg_signature", "Topology", "describe", "build", "from_spec", "resize_spec"]

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from tutorial_lib import data, graph, masks, models, repro, terms, train
+from tutorial_lib.cost import count
 from tutorial_lib.distill import memo
 from tutorial_lib.pruning.pack import pack
 
@@ -33,7 +34,7 @@ from tutorial_lib.pruning.pack import pack
 def kept_params(masked: nn.Module) -> int:
     """Parameters the masked model keeps once packed (no input needed: parameters do not
     depend on the image size)."""
-    return masks.estimate(masked, flops=False)["params_kept"]
+    return count(masked, "params")
 
 
 def select_global(masked: nn.Module, scores: dict[str, torch.Tensor], budget: int) -> dict[str, torch.Tensor]:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from tutorial_lib import cache, data, masks, metrics, profiles, seeds, tables, train
+from tutorial_lib.cost import count
 from tutorial_lib.pruning import baselines, joint
 from tutorial_lib.pruning.pack import pack
 
@@ -56,9 +57,9 @@ def evaluate_packed(model: nn.Module, bundle: data.DataBundle, cfg, recalibrate:
     train_loader, test_loader = data.loaders(bundle, cfg)
     if recalibrate:
         train.recalibrate_bn(model, train_loader, cfg.device)
-    shape = (1, 3, bundle.image_size, bundle.image_size)
-    return (train.evaluate(model, test_loader, cfg.device)["accuracy"], metrics.count_parameters(model),
-            metrics.count_flops(model, shape))
+    shape = (1, bundle.in_channels, bundle.image_size, bundle.image_size)
+    return (train.evaluate(model, test_loader, cfg.device)["accuracy"], count(model, "params"),
+            count(model, "flops", shape))
 
 
 def run_joint(baseline: nn.Module, bundle: data.DataBundle, cfg, lam: float | None = None) -> Result:
