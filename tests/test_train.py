@@ -93,21 +93,47 @@ def test_cache_trains_once(smoke_cfg):
 
     build = lambda: models.build(smoke_cfg, bundle.num_classes)  # noqa: E731
     fields = profiles.BASELINE_FIELDS
-    first, h1 = cache.get_or_train("baseline", smoke_cfg, build, trainer, fields)
-    second, h2 = cache.get_or_train("baseline", smoke_cfg, build, trainer, fields)
+    code = cache.BASELINE_CODE
+    first, h1 = cache.get_or_train("baseline", smoke_cfg, build, trainer, fields, code)
+    second, h2 = cache.get_or_train("baseline", smoke_cfg, build, trainer, fields, code)
     assert len(calls) == 1
     assert torch.equal(first.classifier.weight, second.classifier.weight)
     assert h1["test_accuracy"].tolist() == h2["test_accuracy"].tolist()
     third, _ = cache.baseline(smoke_cfg.replace(prune_lambda=7.0), bundle)  # a lesson-02 setting: same baseline
     assert torch.equal(first.classifier.weight, third.classifier.weight) and len(calls) == 1
-    assert cache.key(smoke_cfg, fields) != cache.key(smoke_cfg.replace(seed=5), fields)
-    assert cache.key(smoke_cfg, fields) == cache.key(smoke_cfg.replace(num_workers=2, prune_lambda=3.0), fields)
+    assert cache.key(smoke_cfg, fields, code) != cache.key(smoke_cfg.replace(seed=5), fields, code)
+    assert cache.key(smoke_cfg, fields, code) == cache.key(smoke_cfg.replace(num_workers=2, prune_lambda=3.0), fields,
+                                                           code)
 
 
-def test_cache_key_changes_with_the_artifact_version(smoke_cfg, monkeypatch):
-    before = cache.key(smoke_cfg, profiles.BASELINE_FIELDS)
-    monkeypatch.setattr(cache, "ARTIFACT_VERSION", cache.ARTIFACT_VERSION + 1)
-    assert cache.key(smoke_cfg, profiles.BASELINE_FIELDS) != before  # changed code retrains
+def test_the_cache_key_covers_the_code_that_makes_the_artifact_and_only_that(smoke_cfg, tmp_path, monkeypatch):
+    closure = cache.code_closure(cache.BASELINE_CODE)
+    # the trainer, and what it imports: KD, the models, the datasets (which make the shipped data)
+    assert {"tutorial_lib.train", "tutorial_lib.kd", "tutorial_lib.models.vgg", "tutorial_lib.data.digits"} <= set(closure)
+    assert not {"tutorial_lib.distill.student", "tutorial_lib.depth.sampler", "tutorial_lib.tables"} & set(closure)
+    before = cache.key(smoke_cfg, profiles.BASELINE_FIELDS, cache.BASELINE_CODE)
+    assert cache.key(smoke_cfg, profiles.BASELINE_FIELDS, ["tutorial_lib.depth.task"]) != before
+    # a fix in a module the trainer imports retrains: here, the digits datasets' source
+    import importlib.util
+    digits = importlib.util.find_spec("tutorial_lib.data.digits").origin
+    changed = tmp_path / "digits.py"
+    changed.write_text(open(digits).read() + "\n# a fix\n")
+    real = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        spec = real(name, *args)
+        return type(spec)(spec.name, spec.loader, origin=str(changed)) if name == "tutorial_lib.data.digits" else spec
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    cache.code_version.cache_clear()
+    try:
+        assert cache.key(smoke_cfg, profiles.BASELINE_FIELDS, cache.BASELINE_CODE) != before
+    finally:
+        monkeypatch.undo()
+        cache.code_version.cache_clear()
+    assert cache.key(smoke_cfg, profiles.BASELINE_FIELDS, cache.BASELINE_CODE) == before
+    with pytest.raises(ValueError, match="not a module of tutorial_lib"):
+        cache.code_closure(["tutorial_lib.nowhere"])
 
 
 def test_mask_run_closes_gates(smoke_cfg):

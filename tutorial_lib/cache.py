@@ -2,38 +2,71 @@
 the first lesson that needs it and loaded by every later one.
 
 An entry lives in ``results/<profile>/cache/<name>-<hash>/``, where the hash covers every
-setting that changes the result (not the device or the data loader's workers). Training
-writes per-epoch checkpoints into the same folder, so an interrupted run resumes.
+setting that changes the result (not the device or the data loader's workers) and the code
+that makes it: the source of the modules named as its producers and of every library module
+they import, directly or not (:func:`code_version`; the shipped datasets are made by code in
+``tutorial_lib.data``, so they are covered too). A fix to, say, the stereo sampler retrains
+what depends on it, and nothing else. Training writes per-epoch checkpoints into the same
+folder, so an interrupted run resumes.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import json
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
+
+import grimp
 
 import pandas as pd
 from torch import nn
 
 from tutorial_lib import checkpoint, paths
 
-# Bumped whenever a change to the code or the shipped data changes what an artifact would be
-# (settings alone cannot tell): 2 = digits_m at 24x24 with round-up pools.
-ARTIFACT_VERSION = 2
+BASELINE_CODE = ("tutorial_lib.train",)  # the trainer, the models and the datasets it imports
 
 
-def key(cfg, fields: Iterable[str], **extra) -> str:
+@functools.lru_cache(maxsize=1)
+def _import_graph() -> grimp.ImportGraph:
+    return grimp.build_graph("tutorial_lib")
+
+
+def code_closure(producers: Sequence[str]) -> list[str]:
+    """The library modules an artifact's producers are made of: themselves and every module
+    of ``tutorial_lib`` they import, directly or not."""
+    graph = _import_graph()
+    names = set(producers)
+    for module in producers:
+        if module not in graph.modules:
+            raise ValueError(f"{module!r} is not a module of tutorial_lib")
+        names |= graph.find_upstream_modules(module)
+    return sorted(names)
+
+
+@functools.lru_cache(maxsize=None)
+def code_version(producers: tuple[str, ...]) -> str:
+    """A short hash of the source of :func:`code_closure` (each module's name and text)."""
+    digest = hashlib.sha256()
+    for name in code_closure(producers):
+        digest.update(name.encode() + b"\0" + Path(importlib.util.find_spec(name).origin).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def key(cfg, fields: Iterable[str], code: Sequence[str], **extra) -> str:
     """A short hash of the settings ``fields`` of ``cfg`` (and any extra settings) that
-    produced an artifact, with :data:`ARTIFACT_VERSION`; settings outside ``fields`` do not
+    produced an artifact and of the code that produced it (:func:`code_version` of the
+    ``code`` modules); settings outside ``fields`` and code outside the closure do not
     invalidate it."""
     settings = {k: getattr(cfg, k) for k in fields}
-    blob = json.dumps({**settings, **extra, "_artifact_version": ARTIFACT_VERSION}, sort_keys=True, default=str)
+    blob = json.dumps({**settings, **extra, "_code": code_version(tuple(sorted(code)))}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def entry_dir(name: str, cfg, fields: Iterable[str], **extra) -> Path:
-    return paths.results_dir(cfg.profile) / "cache" / f"{name}-{key(cfg, fields, **extra)}"
+def entry_dir(name: str, cfg, fields: Iterable[str], code: Sequence[str], **extra) -> Path:
+    return paths.results_dir(cfg.profile) / "cache" / f"{name}-{key(cfg, fields, code, **extra)}"
 
 
 def get_or_train(
@@ -42,14 +75,16 @@ def get_or_train(
     build: Callable[[], nn.Module],
     train: Callable[[nn.Module, Path], pd.DataFrame],
     fields: Iterable[str],
+    code: Sequence[str],
     **extra,
 ) -> tuple[nn.Module, pd.DataFrame]:
     """Return ``(model, history)``: loaded from the cache, or built, trained and stored.
 
     ``train(model, folder)`` trains in place, checkpointing into ``folder`` (so it resumes),
-    and returns the per-epoch history. ``fields`` names the settings the result depends on.
+    and returns the per-epoch history. ``fields`` names the settings the result depends on,
+    ``code`` the modules that produce it (see :func:`code_version`).
     """
-    folder = entry_dir(name, cfg, fields, **extra)
+    folder = entry_dir(name, cfg, fields, code, **extra)
     final = folder / "final.pt"
     model = build()
     if final.exists():
@@ -68,26 +103,27 @@ def baseline(cfg, bundle) -> tuple[nn.Module, pd.DataFrame]:
     return get_or_train(
         "baseline", cfg, build=lambda: models.build(cfg, bundle.num_classes),
         train=lambda model, folder: train.fit(model, bundle, cfg, checkpoint_dir=folder, desc="baseline"),
-        fields=profiles.BASELINE_FIELDS,
+        fields=profiles.BASELINE_FIELDS, code=BASELINE_CODE,
     )
 
 
-def store(name: str, cfg, fields: Iterable[str], model: nn.Module, **meta) -> Path:
+def store(name: str, cfg, fields: Iterable[str], code: Sequence[str], model: nn.Module, **meta) -> Path:
     """Keep a finished model (one with ``spec()``) for later lessons, keyed like ``get_or_train``."""
-    return checkpoint.save(entry_dir(name, cfg, fields) / "final.pt", model, meta={"config": cfg.to_dict(), **meta})
+    return checkpoint.save(entry_dir(name, cfg, fields, code) / "final.pt", model,
+                           meta={"config": cfg.to_dict(), **meta})
 
 
-def get_or_make(name: str, cfg, fields: Iterable[str], make: Callable[[], nn.Module]) -> nn.Module:
+def get_or_make(name: str, cfg, fields: Iterable[str], code: Sequence[str], make: Callable[[], nn.Module]) -> nn.Module:
     """A stored model rebuilt from its spec, or ``make()``'s result, stored for next time.
 
     For artifacts whose architecture is only known once they exist (a pruned model)."""
     from tutorial_lib import models
 
-    final = entry_dir(name, cfg, fields) / "final.pt"
+    final = entry_dir(name, cfg, fields, code) / "final.pt"
     if final.exists():
         model = models.from_spec(checkpoint.read_meta(final)["spec"])
         checkpoint.load(final, model)
         return model
     model = make()
-    store(name, cfg, fields, model)
+    store(name, cfg, fields, code, model)
     return model

@@ -348,7 +348,7 @@ def run_constrained(baseline: nn.Module, bundle: data.DataBundle, cfg, b: Budget
     _, test_loader = data.loaders(bundle, cfg)
     acc = train.evaluate(model, test_loader, cfg.device)["accuracy"]
     one = shape_of(bundle)
-    cache.store(f"constrained-{b.kind}", cfg, profiles.CONSTRAINT_FIELDS, model)
+    cache.store(f"constrained-{b.kind}", cfg, profiles.CONSTRAINT_FIELDS, (__name__,), model)
     return ConstrainedRun(b.kind, b, target, model, history, acc, metrics.count_parameters(model),
                           metrics.count_flops(model, one))
 

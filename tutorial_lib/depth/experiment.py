@@ -123,6 +123,7 @@ def baseline(cfg, bundle: data.DataBundle) -> tuple[nn.Module, pd.DataFrame]:
     return cache.get_or_train(
         "monodepth", cfg, build=lambda: build(cfg),
         train=lambda model, folder: train_baseline(model, bundle, cfg, folder), fields=profiles.DEPTH_FIELDS,
+        code=(__name__,),
     )
 
 
@@ -249,7 +250,7 @@ def prune_monodepth(baseline_model: nn.Module, bundle: data.DataBundle, cfg, lam
     estimate = masks.estimate(masked, input_shape(cfg), flops=False)
     closed = [layer for layer, m in masks.masks_of(masked).items() if not m.is_open().any()]
     left = next(iter(DataLoader(bundle.test, batch_size=4)))[0]
-    cache.store("monodepth-pruned", cfg, profiles.DEPTH_PRUNE_FIELDS, packed)
+    cache.store("monodepth-pruned", cfg, profiles.DEPTH_PRUNE_FIELDS, (__name__,), packed)
     return measure("pruned", packed, bundle, cfg, history, masked=masked,
                    pack_max_abs_diff=pack_gap(masked, packed, left), closed_layers=closed,
                    estimated_params=estimate["params_kept"])
@@ -270,7 +271,7 @@ def pack_gap(masked: nn.Module, packed: nn.Module, x: torch.Tensor) -> float:
 
 def pruned_model(baseline_model: nn.Module, bundle: data.DataBundle, cfg) -> nn.Module:
     """The packed pruned monodepth of this profile: from the cache lesson 03 fills, or made now."""
-    return cache.get_or_make("monodepth-pruned", cfg, profiles.DEPTH_PRUNE_FIELDS,
+    return cache.get_or_make("monodepth-pruned", cfg, profiles.DEPTH_PRUNE_FIELDS, (__name__,),
                              lambda: prune_monodepth(baseline_model, bundle, cfg).model)
 
 

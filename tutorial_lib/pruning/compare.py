@@ -74,14 +74,14 @@ def run_joint(baseline: nn.Module, bundle: data.DataBundle, cfg, lam: float | No
     with torch.no_grad():  # the packed model computes what the masked one did (eval mode)
         gap = (masked.eval()(x) - packed.eval()(x)).abs().max().item()
     acc, params, flops = evaluate_packed(packed, bundle, cfg)
-    cache.store("joint-pruned", cfg, profiles.PRUNE_FIELDS, packed)
+    cache.store("joint-pruned", cfg, profiles.PRUNE_FIELDS, (__name__,), packed)
     return Result("joint", packed, acc, params, flops, history,
                   {"masked": masked, "pack_max_abs_diff": gap, "estimated_params": estimate["params_kept"]})
 
 
 def joint_pruned(baseline: nn.Module, bundle: data.DataBundle, cfg) -> nn.Module:
     """The packed joint-pruned model of this profile: from the cache lesson 02 fills, or made now."""
-    return cache.get_or_make("joint-pruned", cfg, profiles.PRUNE_FIELDS,
+    return cache.get_or_make("joint-pruned", cfg, profiles.PRUNE_FIELDS, (__name__,),
                              lambda: run_joint(baseline, bundle, cfg).model)
 
 
