@@ -1,4 +1,5 @@
-from tutorial_lib import bench, metrics, models, profiles
+from tutorial_lib import bench, models, profiles
+from tutorial_lib.measure import timer
 
 
 def test_mask_overhead_benchmark_reports_its_figures():
@@ -10,7 +11,7 @@ def test_mask_overhead_benchmark_reports_its_figures():
 
 def test_latency_measurement_reports_its_conditions():
     cfg = profiles.resolve("smoke")
-    lat = metrics.measure_latency(models.build(cfg, 10), (2, 3, 32, 32), threads=1, min_run_time=0.05)
+    lat = timer.measure_latency(models.build(cfg, 10), (2, 3, 32, 32), threads=1, min_run_time=0.05)
     assert lat.median_ms > 0 and lat.batch_size == 2 and lat.threads == 1
     assert lat.platform.startswith("torch-cpu-1t")
 
@@ -23,7 +24,7 @@ def test_depth_benchmark_prints_the_targets_beside_the_speed_ceiling(capsys):
 
 
 def test_runtimes_benchmark_prints_a_row_per_runtime_and_thread_count(capsys, monkeypatch):
-    from tutorial_lib.constraints import runtimes, platforms
+    from tutorial_lib.measure import platforms, runtimes
 
     monkeypatch.setattr(runtimes, "RUNTIMES", {"eager": runtimes.RUNTIMES["eager"]})  # no compiling here
     bench.main(["runtimes", "--profile", "smoke"])
@@ -45,5 +46,5 @@ def test_nan_fill_benchmark_prints_both_steps_and_restores_repro_setting(capsys)
 def test_in_turn_takes_each_timer_in_rounds_and_keeps_its_median():
     calls, readings = [], {"a": iter([1.0, 9.0, 2.0]), "b": iter([5.0, 4.0, 6.0])}
     timers = {name: (lambda n=name: calls.append(n) or [next(readings[n])]) for name in readings}
-    assert metrics.in_turn(timers, rounds=3) == {"a": 2.0, "b": 5.0}  # the slow round of a (9.0) is dropped
+    assert timer.in_turn(timers, rounds=3) == {"a": 2.0, "b": 5.0}  # the slow round of a (9.0) is dropped
     assert calls == ["a", "b"] * 3  # interleaved, not one timer's rounds after the other's

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from tutorial_lib import data, masks, metrics, models
-from tutorial_lib.constraints import adaptive, latency_table, platforms, profiler, signatures
+from tutorial_lib.constraints import adaptive, latency_table, signatures
+from tutorial_lib.measure import platforms, profiler, timer
 from tutorial_lib.constraints import budget as budgets
 from tutorial_lib.constraints.adaptive import EpochResult, LoopState, next_phase
 from tutorial_lib.models import vgg
@@ -73,7 +74,7 @@ def test_platform_registry_and_measure():
         platforms.get("onnxruntime-cpu")
     model = vgg.VGG([2, "M", 2], num_classes=3).train()
     lat = platforms.measure(model, "torch-cpu-1t", (2, 3, 16, 16), min_run_time=0.01)
-    assert isinstance(lat, metrics.Latency)
+    assert isinstance(lat, timer.Latency)
     assert lat.median_ms > 0 and lat.batch_size == 2 and lat.threads == 1 and lat.platform == "torch-cpu-1t"
     assert model.training  # the caller's mode is restored
     measured = budgets.cost(model, "latency", (2, 3, 16, 16), "torch-cpu-1t", measure=True, min_run_time=0.01)

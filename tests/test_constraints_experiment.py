@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from tutorial_lib import data, plots, profiles, train
-from tutorial_lib.constraints import Budget, platforms, signatures
+from tutorial_lib.constraints import Budget, signatures
+from tutorial_lib.measure import platforms
 from tutorial_lib.constraints import experiment as ex
 from tutorial_lib.models import vgg
 

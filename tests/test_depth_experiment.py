@@ -245,8 +245,8 @@ def test_halving_schedule_is_monodepths():
 
 
 def test_frames_per_second_interleaves_the_models_and_keeps_each_ones_median_round(monkeypatch):
-    from tutorial_lib.constraints import platforms
-    from tutorial_lib.metrics import Latency
+    from tutorial_lib.measure import platforms
+    from tutorial_lib.measure.timer import Latency
 
     calls = []
     slow_spell = {("a", 1): 40.0}  # one slow round of model a must not count

@@ -15,7 +15,8 @@ CONTRACTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["import
 LAYERED = {m.strip() for c in CONTRACTS if c["type"] == "layers" for layer in c["layers"]
            for m in layer.replace(":", "|").split("|")}
 # packages whose __init__ only gathers submodules for the notebooks (`from tutorial_lib import distill`)
-FACADES = {"tutorial_lib", "tutorial_lib.constraints", "tutorial_lib.depth", "tutorial_lib.distill", "tutorial_lib.pruning"}
+FACADES = {"tutorial_lib", "tutorial_lib.constraints", "tutorial_lib.depth", "tutorial_lib.distill", "tutorial_lib.pruning",
+           "tutorial_lib.measure"}
 
 
 def test_the_layers_contract_is_kept():

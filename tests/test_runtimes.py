@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tutorial_lib.constraints import runtimes
+from tutorial_lib.measure import runtimes
 from tutorial_lib.models.monodepth import PRUNABLE, MonoDepth
 
 SHAPE = (1, 3, 128, 128)

@@ -20,7 +20,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from tutorial_lib import masks, metrics, models, paths, profiles, repro, run
+from tutorial_lib import masks, models, paths, profiles, repro, run
+from tutorial_lib.measure import timer
 
 MASK_STEP_TARGET = 1.10
 
@@ -45,7 +46,7 @@ def _interleaved_medians(runs: dict, repeats: int, steps: int) -> dict[str, floa
     hits all of them alike."""
     for run_steps in runs.values():
         run_steps(2)
-    return metrics.in_turn({name: (lambda f=run_steps: f(steps)) for name, run_steps in runs.items()}, repeats)
+    return timer.in_turn({name: (lambda f=run_steps: f(steps)) for name, run_steps in runs.items()}, repeats)
 
 
 def _step_setting(profile: str):
@@ -212,11 +213,11 @@ def depth_targets(profile: str = "tutorial", min_run_time: float = 0.5) -> dict:
 
 
 def depth_runtimes(profile: str = "tutorial") -> dict:
-    """Lesson 03's speedup under other inference runtimes (``constraints.runtimes``): the cached
+    """Lesson 03's speedup under other inference runtimes (``measure.runtimes``): the cached
     baseline and pruned monodepth (made if missing) and the speed ceiling, at batch 1, on one
     thread and on all. Does the pruned network's speedup stay where eager PyTorch puts it when
     a compiler removes the per-operator overhead?"""
-    from tutorial_lib.constraints import runtimes
+    from tutorial_lib.measure import runtimes
     from tutorial_lib.depth import experiment as ex
 
     cfg = profiles.resolve(profile)
@@ -234,7 +235,7 @@ def constraints_targets(profile: str = "tutorial", signatures: int = 8) -> dict:
     table's estimate against the measured median for ``signatures`` untrained random signatures."""
     from tutorial_lib import cache, data
     from tutorial_lib.constraints import experiment as ex
-    from tutorial_lib.constraints import platforms
+    from tutorial_lib.measure import platforms
 
     cfg = profiles.resolve(profile)
     start = time.perf_counter()

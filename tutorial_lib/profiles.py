@@ -312,7 +312,7 @@ def _choices(name: str) -> tuple[str, ...] | None:
     if name == "arch":
         return _arch_names()
     if name == "latency_platform":
-        from tutorial_lib.constraints import platforms
+        from tutorial_lib.measure import platforms
 
         return tuple(platforms.available())
     return SPECS[name].choices

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from tutorial_lib import metrics, paths, profiles, tables
+from tutorial_lib import paths, profiles, tables
+from tutorial_lib.measure import timer
 
 LESSON_TITLES = {
     "01": "Lesson 01: the binary mask module",
@@ -41,7 +42,7 @@ def provenance(profile: str) -> dict:
         "git commit": git_commit(),
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "CPU": metrics.cpu_name(),
+        "CPU": timer.cpu_name(),
         "threads": cfg.threads,
         "GPU": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
         "profile": profile,

@@ -35,7 +35,8 @@ from torch import nn
 
 from tutorial_lib import masks, models
 from tutorial_lib.cost import count
-from tutorial_lib.constraints import latency_table, platforms
+from tutorial_lib.constraints import latency_table
+from tutorial_lib.measure import platforms
 
 KINDS = ("params", "flops", "latency")
 UNITS = {"params": "parameters", "flops": "FLOPs", "latency": "ms"}

@@ -24,7 +24,8 @@ from torch import nn
 
 from tutorial_lib import cache, data, metrics, models, paths, profiles, repro, tables, train
 from tutorial_lib import seeds as seeds_mod
-from tutorial_lib.constraints import adaptive, latency_table, platforms, profiler, signatures
+from tutorial_lib.constraints import adaptive, latency_table, signatures
+from tutorial_lib.measure import platforms, profiler
 from tutorial_lib.constraints import budget as budgets
 from tutorial_lib.constraints.budget import Budget
 

@@ -17,7 +17,7 @@ and loads from JSON or CSV so a lesson can ship it.
 Timing a layer alone and timing it inside a model agree only when the C allocator is in
 the same state in both: with glibc a fresh process maps (and page-faults) every tensor
 above 128 KiB anew on each call, until freeing a large block raises that threshold. Every
-measurement here (layers and models) first calls :func:`platforms.warm_allocator`, which
+measurement here (layers and models) first calls :func:`timer.warm_allocator`, which
 puts the allocator where it ends up in any process that has trained a model; without it
 the layer entries at batch 64 came out up to 7x slower than the same layers in a model.
 
@@ -60,7 +60,7 @@ from torch import nn
 from torch.utils import benchmark
 
 from tutorial_lib import models, repro
-from tutorial_lib.constraints import platforms
+from tutorial_lib.measure import platforms, timer
 from tutorial_lib.models import vgg as vgg_module
 from tutorial_lib.models.topology import Describable, Topology, describe
 
@@ -142,9 +142,9 @@ def time_stmt(stmt: str, globals: dict, threads: int, min_run_time: float, block
 @torch.no_grad()
 def measure_layer(key: LayerKey, min_run_time: float = 0.05, blocks: int = 10) -> float:
     """Latency (ms) of one layer on its platform, measured in isolation (:func:`time_stmt`,
-    after :func:`platforms.warm_allocator`)."""
+    after :func:`timer.warm_allocator`)."""
     p = platforms.get(key.platform)
-    platforms.warm_allocator()
+    timer.warm_allocator()
     gen = torch.Generator().manual_seed(0)
     with repro.seeded(0):
         stmt, g = _layer_and_input(key, gen)
@@ -167,7 +167,7 @@ def measure_model(topo: Describable, input_shape: tuple[int, ...], platform: str
     with repro.seeded(0):
         model = models.from_spec(topo.spec()).to(p.device).eval()
         x = torch.randn(input_shape, device=p.device)
-    platforms.warm_allocator()
+    timer.warm_allocator()
     return time_stmt("model(x)", {"model": model, "x": x}, p.threads, min_run_time, blocks)
 
 

@@ -21,7 +21,8 @@ import torch
 
 from tutorial_lib import data, metrics, repro, train
 from tutorial_lib.constraints import budget as budgets
-from tutorial_lib.constraints import latency_table, platforms
+from tutorial_lib.constraints import latency_table
+from tutorial_lib.measure import platforms
 from tutorial_lib.models import vgg
 
 MODES = ("uniform", "log")

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from tutorial_lib import cache, data, masks, profiles, repro, tables, train
 from tutorial_lib.cost import count
-from tutorial_lib.constraints import platforms, profiler
+from tutorial_lib.measure import platforms, profiler
 from tutorial_lib.depth import stereo
 from tutorial_lib.depth.task import METRICS, StereoDepth, predict_disparity
 from tutorial_lib.models.monodepth import PRUNABLE, MonoDepth, prunable_convs
@@ -277,7 +277,7 @@ def pruned_model(baseline_model: nn.Module, bundle: data.DataBundle, cfg) -> nn.
 
 def frames_per_second(models: dict[str, nn.Module], cfg, min_run_time: float = 0.5, rounds: int = 3) -> pd.DataFrame:
     """Batch-1 frames per second (1000 / median latency in ms) of each model on every platform
-    this machine has (``constraints.platforms``: the CPU with one thread and with all of them,
+    this machine has (``measure.platforms``: the CPU with one thread and with all of them,
     CUDA when present) at ``depth_height x depth_width``: rows = model, columns = platform.
     On each platform the models are timed in turn (``platforms.measure_in_turn``), so that a
     slow spell of the machine falls on all of them rather than on one."""
@@ -300,7 +300,7 @@ PARTS = (("masked convs (14 encoder, 7 upconv)", "prunable"), ("unmasked convs (
 
 def time_by_part(models: dict[str, nn.Module], cfg, repeats: int = 20) -> pd.DataFrame:
     """Where a batch-1 forward pass spends its time on one CPU thread: each model's layer times
-    (``constraints.profiler.profile_layers``) summed into the convs that masks can shrink, the
+    (``measure.profiler.profile_layers``) summed into the convs that masks can shrink, the
     convs they cannot, the ELUs (on CPU, the ``expm1`` an ELU evaluates can cost ten times an
     ``exp``, and the ELUs as much as the convs) and everything else (``(other)``, the time
     between layers, included); the last row is the profiler's own total. ms per image,

@@ -16,8 +16,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tutorial_lib import cache, data, masks, metrics, profiles, seeds, tables, train
+from tutorial_lib import cache, data, masks, profiles, seeds, tables, train
 from tutorial_lib.cost import count
+from tutorial_lib.measure import timer
 from tutorial_lib.pruning import baselines, joint
 from tutorial_lib.pruning.pack import pack
 
@@ -113,10 +114,10 @@ def latencies(models: dict[str, nn.Module], image_size: int, batches: tuple[int,
     """Median CPU latency (ms) of each model at each batch size: rows = model, columns = batch."""
     rows = {}
     for name, model in models.items():
-        rows[name] = {b: metrics.measure_latency(model, (b, 3, image_size, image_size), threads=threads,
+        rows[name] = {b: timer.measure_latency(model, (b, 3, image_size, image_size), threads=threads,
                                                  min_run_time=min_run_time).median_ms for b in batches}
     table = pd.DataFrame.from_dict(rows, orient="index")
-    table.attrs["platform"] = metrics.platform_name("cpu", threads)
+    table.attrs["platform"] = timer.platform_name("cpu", threads)
     return table
 
 

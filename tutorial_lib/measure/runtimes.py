@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tutorial_lib.constraints import platforms
+from tutorial_lib.measure import platforms
 
 
 class ChannelsLast(nn.Module):

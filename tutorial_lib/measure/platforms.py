@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from tutorial_lib import metrics
+from tutorial_lib.measure import timer
 
 
 @dataclass(frozen=True)
@@ -62,28 +62,6 @@ def get(platform: str | Platform) -> Platform:
     return platforms[platform]
 
 
-# glibc's largest dynamic mmap threshold (DEFAULT_MMAP_THRESHOLD_MAX, 64-bit): freeing an
-# mmapped block up to this size raises the threshold to it (and the heap trim threshold to
-# twice that), so later blocks below it come from the heap instead of fresh pages.
-_MMAP_THRESHOLD_MAX = 32 * 2**20
-
-
-def warm_allocator() -> None:
-    """Put the C allocator in the state of a process that has already run a model.
-
-    With glibc, every tensor above the *dynamic* mmap threshold (128 KiB in a fresh process)
-    is mapped fresh and page-faulted on first touch; the threshold rises to the size of the
-    largest such block freed so far (up to 32 MiB). So the same forward pass is up to 40%
-    slower in a process that has not yet freed a large tensor than in one that has (e.g.
-    after training), and a layer timed alone is slower than inside a model. Allocating and
-    freeing one block just under 32 MiB raises the threshold once, for the whole process,
-    to where it ends up anyway; every measurement of this package does it first. (Other
-    allocators ignore it: it is then one harmless allocation.)
-    """
-    block = torch.empty(_MMAP_THRESHOLD_MAX - 2 * 4096, dtype=torch.uint8)
-    del block
-
-
 def _on(model: nn.Module, device: str) -> nn.Module:
     """``model`` itself when it already lives on ``device``, else a copy moved there."""
     try:
@@ -94,19 +72,18 @@ def _on(model: nn.Module, device: str) -> nn.Module:
 
 
 def measure(model: nn.Module, platform: str | Platform, input_shape: tuple[int, ...],
-            min_run_time: float = 0.2) -> metrics.Latency:
+            min_run_time: float = 0.2) -> timer.Latency:
     """Median forward latency of ``model`` (eval mode) on ``platform`` for ``input_shape``.
 
-    Uses :func:`metrics.measure_latency` (warm-up, median and IQR of timed blocks, batch size
+    Uses :func:`timer.measure_latency` (warm-up, median and IQR of timed blocks, batch size
     and threads recorded) after :func:`warm_allocator`. The caller's model is not moved
     between devices.
     """
     p = get(platform)
-    warm_allocator()
     was_training = model.training
     target = _on(model, p.device)
     try:
-        lat = metrics.measure_latency(target, input_shape, threads=p.threads, min_run_time=min_run_time,
+        lat = timer.measure_latency(target, input_shape, threads=p.threads, min_run_time=min_run_time,
                                       device=p.device)
     finally:
         model.train(was_training)
@@ -119,5 +96,5 @@ def measure_in_turn(models: dict[str, nn.Module], platform: str | Platform, inpu
     """Median latency (ms) of each model on ``platform``: the models are timed in turn
     (:func:`measure`), ``rounds`` times, and each keeps its median round, so that a slow spell
     of the machine falls on all of them rather than on one."""
-    return metrics.in_turn({name: (lambda m=model: [measure(m, platform, input_shape, min_run_time).median_ms])
+    return timer.in_turn({name: (lambda m=model: [measure(m, platform, input_shape, min_run_time).median_ms])
                             for name, model in models.items()}, rounds)
