@@ -53,3 +53,11 @@ def test_an_unknown_runtime_is_refused_with_the_valid_names():
         runtimes.prepare(tiny(), "tensorrt", SHAPE)
     with pytest.raises(ValueError, match="choose from"):
         runtimes.speedups({"m": tiny()}, SHAPE, runtimes=["onnx"])
+
+
+def test_inductor_gets_a_cache_per_cpu_capability_unless_one_was_chosen(monkeypatch):
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    path = runtimes.inductor_cache_dir()
+    assert path.endswith("_" + torch.backends.cpu.get_cpu_capability().lower())
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/somewhere/chosen")
+    assert runtimes.inductor_cache_dir() == "/somewhere/chosen"
