@@ -191,3 +191,14 @@ def test_trained_losses_and_channel_counts_have_kinds_so_agreeing_seeds_do_not_m
     assert reproduce.kind_of("features.40", "kept") == "channels kept (count)"
     assert reproduce.kind_of("features.40", "total") is None  # the layer's width is fixed: exact
     assert reproduce.kind_of("conv3b", "ours: kept") == "channels kept (count)"
+
+
+def test_a_summary_row_is_held_to_the_spread_its_table_reports_beside_it(seeds):
+    pd.DataFrame({"method": ["kd", "at"], "top-1 %": [75.9, 33.8], "top-1 sd (seeds)": [3.35, 19.88],
+                  "published top-1 %": [72.98, 71.43]}).to_csv(seeds[0] / "tables" / "05_distillation.csv", index=False)
+    spread = {(r, c): sd for r, c, sd in reproduce.reported_spread(
+        "05_distillation", reproduce.read_table(seeds[0], "05_distillation"))}
+    assert spread == {("kd", "top-1 %"): 3.35, ("at", "top-1 %"): 19.88}  # never the published column
+    tol = reproduce.derive(seeds).set_index(["table", "row", "column"])
+    assert tol.loc[("05_distillation", "at", "top-1 %"), "tolerance"] == pytest.approx(3 * 2 ** 0.5 * 19.88, abs=1e-3)
+    assert tol.loc[("05_distillation", "kd", "top-1 %"), "tolerance"] == pytest.approx(3 * 2 ** 0.5 * 3.35, abs=1e-3)

@@ -173,6 +173,25 @@ def seed_groups(name: str, df: pd.DataFrame) -> Iterable[tuple[list[str], str, s
                 yield list(names[part.index]), str(column), kind_of(label, column), float(sd)
 
 
+SD_COLUMN = re.compile(r"^(.*?) sd\b")
+
+
+def reported_spread(name: str, df: pd.DataFrame) -> Iterable[tuple[str, str, float]]:
+    """``(row, column, sd)`` where a table reports its own spread over seeds beside a figure: a
+    column ``<figure> sd ...`` (``top-1 sd (seeds)``, ``accuracy sd``) gives the sd of every
+    column that starts with the same words (``top-1 %``; ``accuracy (seed 2000)``) in its row."""
+    for sd_column in df.columns:
+        match = SD_COLUMN.match(str(sd_column))
+        if match is None or is_timed(name, "", sd_column):
+            continue
+        figures = [c for c in df.columns if str(c).startswith(match.group(1)) and not SD_COLUMN.match(str(c))
+                   and not PUBLISHED.search(str(c)) and not is_timed(name, "", c)]
+        for row, value in zip(row_names(df), df[sd_column]):
+            sd = _number(value)
+            if sd is not None and sd > 0:
+                yield from ((row, str(c), sd) for c in figures)
+
+
 def in_lesson_spread(tables_of_run: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """``table``, ``kind``, ``sd`` of every method of every in-lesson seed table (:func:`seed_groups`):
     the same noise the seed re-runs measure."""
@@ -211,7 +230,8 @@ def derive(runs: Sequence[str | Path], kernels: Sequence[str | Path] = (), min_s
 
     Two more sources of spread widen a cell, never narrow it: the spread of its own method
     over the seeds where the cell is one seed of an in-lesson comparison (:func:`seed_groups`:
-    a method that trains erratically moves as much on another host), and ``kernels``,
+    a method that trains erratically moves as much on another host) or where its table reports
+    that spread beside it (:func:`reported_spread`), and ``kernels``,
     the first run's seed again under other CPU kernels (``make kernels``; :func:`_kernel_spread`).
     """
     if len(runs) < min_seeds:
@@ -233,6 +253,8 @@ def derive(runs: Sequence[str | Path], kernels: Sequence[str | Path] = (), min_s
                 for row, column, text in cells(name, df):
                     kernel_values.setdefault((row, column), []).append(text)
         group_sd = {(row, column): sd for rows_of, column, _, sd in seed_groups(name, having[0]) for row in rows_of}
+        for row, column, sd in reported_spread(name, having[0]):
+            group_sd[(row, column)] = max(sd, group_sd.get((row, column), 0.0))
         for (row, column), texts in values.items():
             record = _record(name, row, column, texts)
             record["seed_sd"] = record["sd"]  # what the seed re-runs alone measured: the kinds pool it
