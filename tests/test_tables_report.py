@@ -54,3 +54,23 @@ def test_report_gathers_tables_and_figures_in_lesson_order():
         assert key in text
     assert text.index("First lesson table") < text.index("First figure") < text.index("Second lesson table")
     assert "![First figure](figures/01_f1.png)" in text
+
+
+def test_a_publisher_names_its_lesson_profile_dataset_and_seed_and_numbers_what_it_publishes(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setenv("TUTORIAL_RESULTS", str(tmp_path))
+    pub = tables.Publisher("09", "smoke", seed=3)
+    df = pd.DataFrame({"method": ["a"], "top-1 %": [50.0]})
+    with pytest.raises(ValueError, match="measured on"):
+        pub.table(df, "first", "First")
+    pub.dataset = "digits"
+    text = pub.table(df, "first", "First", notes="a note")
+    assert text.startswith("**First**\n\nMeasured on: digits; profile: smoke, seed 3.") and text.endswith("a note\n")
+    assert "seed" not in pub.table(df, "second", "Second", dataset="elsewhere", seed=None).splitlines()[2]
+    fig, _ = plt.subplots()
+    pub.figure(fig, "plot", "A figure")
+    plt.close(fig)
+    items = tables.manifest("smoke")
+    assert [(i["name"], i["order"]) for i in items] == [("first", 1), ("second", 2), ("plot", 3)]
+    assert (tmp_path / "smoke" / "tables" / "09_first.csv").exists()

@@ -136,3 +136,38 @@ def save_figure(fig, name: str, *, lesson: str, title: str, profile: str, order:
     _register(profile, {"lesson": lesson, "name": name, "kind": "figure", "title": title, "order": order,
                         "png": f"figures/{lesson}_{name}.png"})
     return path
+
+
+_SAME = object()  # "the publisher's own" (a seed of None is a real choice: no seed in the caption)
+
+
+class Publisher:
+    """One lesson's tables and figures: knows its lesson, profile, dataset and seed, and
+    numbers what it publishes in the order it is published (the order of ``REPORT.md``), so a
+    notebook cell names only what differs: the table, its name, its title.
+
+    >>> pub = Publisher("02", cfg.profile, seed=cfg.seed)
+    >>> pub.dataset = bundle.name            # once the data are loaded
+    >>> print(pub.table(ranked, "ranking", "Every method against joint pruning"))
+    """
+
+    def __init__(self, lesson: str, profile: str, dataset: str | None = None, seed: int | None = None):
+        self.lesson, self.profile, self.dataset, self.seed = lesson, profile, dataset, seed
+        self.published = 0
+
+    def _next(self) -> int:
+        self.published += 1
+        return self.published
+
+    def table(self, df: pd.DataFrame, name: str, title: str, *, notes: str = "", dataset: str | None = None,
+              seed=_SAME) -> str:
+        """:func:`publish` ``df`` as ``<lesson>_<name>``; returns the Markdown."""
+        dataset = dataset if dataset is not None else self.dataset
+        if dataset is None:
+            raise ValueError(f"say what table {name!r} was measured on: Publisher(dataset=...) or table(dataset=...)")
+        return publish(df, name, lesson=self.lesson, title=title, profile=self.profile, dataset=dataset,
+                       seed=self.seed if seed is _SAME else seed, notes=notes, order=self._next())
+
+    def figure(self, fig, name: str, title: str) -> Path:
+        """:func:`save_figure` ``fig`` as ``<lesson>_<name>.png``."""
+        return save_figure(fig, name, lesson=self.lesson, title=title, profile=self.profile, order=self._next())
