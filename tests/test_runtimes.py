@@ -55,9 +55,19 @@ def test_an_unknown_runtime_is_refused_with_the_valid_names():
         runtimes.speedups({"m": tiny()}, SHAPE, runtimes=["onnx"])
 
 
-def test_inductor_gets_a_cache_per_cpu_capability_unless_one_was_chosen(monkeypatch):
-    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
-    path = runtimes.inductor_cache_dir()
-    assert path.endswith("_" + torch.backends.cpu.get_cpu_capability().lower())
+def test_inductor_gets_a_cache_per_cpu_capability_as_soon_as_the_library_is_imported(monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    from tutorial_lib.measure import inductor_cache
+
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+    for capability in ("avx2", None):  # bench imports modules that fix inductor's default cache when first imported
+        run_env = {**env, "ATEN_CPU_CAPABILITY": capability} if capability else env
+        out = subprocess.run([sys.executable, "-c", "import os, tutorial_lib.bench; print(os.environ['TORCHINDUCTOR_CACHE_DIR'])"],
+                             env=run_env, capture_output=True, text=True, check=True).stdout.strip()
+        want = capability or torch.backends.cpu.get_cpu_capability().lower()
+        assert out.endswith("_" + want), out
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/somewhere/chosen")
-    assert runtimes.inductor_cache_dir() == "/somewhere/chosen"
+    assert inductor_cache.inductor_cache_dir() == "/somewhere/chosen"

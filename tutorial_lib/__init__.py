@@ -19,3 +19,10 @@ import logging as _logging
 # (torch.compile and the FLOP counter pull it in) and log a warning on a machine without a
 # GPU. It says nothing about the lessons, and in a notebook it lands in the committed outputs.
 _logging.getLogger("torch.utils.cpp_extension").setLevel(_logging.ERROR)
+
+# inductor's on-disk cache, one per CPU capability, fixed before any module imports inductor
+# (see tutorial_lib.measure.inductor_cache: a kernel compiled under AVX-512 and reloaded under
+# ATEN_CPU_CAPABILITY=avx2 gave NaN)
+from tutorial_lib.measure.inductor_cache import inductor_cache_dir as _inductor_cache_dir  # noqa: E402
+
+_inductor_cache_dir()

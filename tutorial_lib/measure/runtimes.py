@@ -21,9 +21,6 @@ so no timed call does. (TorchScript, deprecated since torch 2.9, is left out.)
 from __future__ import annotations
 
 import copy
-import getpass
-import os
-import tempfile
 from collections.abc import Callable, Iterable
 
 import pandas as pd
@@ -31,6 +28,7 @@ import torch
 from torch import nn
 
 from tutorial_lib.measure import platforms
+from tutorial_lib.measure.inductor_cache import inductor_cache_dir
 
 
 class ChannelsLast(nn.Module):
@@ -50,23 +48,6 @@ def _eager(model: nn.Module, example: torch.Tensor) -> nn.Module:
 
 def _channels_last(model: nn.Module, example: torch.Tensor) -> nn.Module:
     return ChannelsLast(model)
-
-
-def inductor_cache_dir() -> str:
-    """Give inductor an on-disk cache per CPU capability (``torch.backends.cpu``), unless one
-    was chosen (``TORCHINDUCTOR_CACHE_DIR``). Its cache does not key the C++ kernels it
-    generates by the instruction set ATen runs with: on one host, a kernel compiled with the
-    default AVX-512 and loaded again under ``ATEN_CPU_CAPABILITY=avx2`` (or the other way)
-    returned NaN or aborted the process."""
-    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
-        try:
-            user = getpass.getuser()
-        except (KeyError, OSError):
-            user = "user"
-        capability = torch.backends.cpu.get_cpu_capability().lower()
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(tempfile.gettempdir(),
-                                                             f"torchinductor_{user}_{capability}")
-    return os.environ["TORCHINDUCTOR_CACHE_DIR"]
 
 
 def _compiled(options: dict | None = None) -> Callable[[nn.Module, torch.Tensor], nn.Module]:
