@@ -75,16 +75,15 @@ def measure(model: nn.Module, platform: str | Platform, input_shape: tuple[int, 
             min_run_time: float = 0.2) -> timer.Latency:
     """Median forward latency of ``model`` (eval mode) on ``platform`` for ``input_shape``.
 
-    Uses :func:`timer.measure_latency` (warm-up, median and IQR of timed blocks, batch size
-    and threads recorded) after :func:`warm_allocator`. The caller's model is not moved
-    between devices.
+    Uses :func:`timer.measure_latency` (allocator and call warm-up, median and IQR of timed
+    blocks, batch size and threads recorded). The caller's model is not moved between devices.
     """
     p = get(platform)
     was_training = model.training
     target = _on(model, p.device)
     try:
         lat = timer.measure_latency(target, input_shape, threads=p.threads, min_run_time=min_run_time,
-                                      device=p.device)
+                                    device=p.device)
     finally:
         model.train(was_training)
     lat.platform = p.name

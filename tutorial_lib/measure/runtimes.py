@@ -28,7 +28,6 @@ import torch
 from torch import nn
 
 from tutorial_lib.measure import platforms
-from tutorial_lib.measure.inductor_cache import inductor_cache_dir
 
 
 class ChannelsLast(nn.Module):
@@ -53,7 +52,6 @@ def _channels_last(model: nn.Module, example: torch.Tensor) -> nn.Module:
 def _compiled(options: dict | None = None) -> Callable[[nn.Module, torch.Tensor], nn.Module]:
     @torch.no_grad()
     def build(model: nn.Module, example: torch.Tensor) -> nn.Module:
-        inductor_cache_dir()
         compiled = torch.compile(model, options=options)
         compiled(example)  # compiles now, so that no timed call does
         return compiled
