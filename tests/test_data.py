@@ -97,5 +97,5 @@ def test_limits_and_fake(smoke_cfg):
 
 def test_loaders_shuffle_reproducibly(smoke_cfg):
     bundle = data.load(smoke_cfg)
-    first = [next(iter(data.loaders(bundle, smoke_cfg)[0]))[1] for _ in range(2)]
+    first = [next(iter(data.loaders(bundle, smoke_cfg.batch_size, smoke_cfg.run)[0]))[1] for _ in range(2)]
     assert torch.equal(first[0], first[1])

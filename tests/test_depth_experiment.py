@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from tutorial_lib import data, masks, metrics, profiles, tables
+from tutorial_lib import cache, data, masks, metrics, profiles, tables
 from tutorial_lib.data import DatasetNotFoundError
 from tutorial_lib.depth import experiment as ex
 from tutorial_lib.depth import losses
@@ -230,8 +230,12 @@ def test_paper_profile_is_monodepths_published_recipe():
     assert (cfg.depth_data, cfg.depth_height, cfg.depth_width, cfg.depth_model_width) == ("kitti", 256, 512, 1.0)
     assert (cfg.depth_epochs, cfg.depth_batch_size, cfg.depth_lr) == (50, 8, 1e-4)
     assert cfg.depth_kd_weight == 0.0  # the published pruning: task + mask loss
-    assert set(profiles.DEPTH_FIELDS) <= set(profiles.DEPTH_PRUNE_FIELDS)
-    assert "depth_prune_lambda" not in profiles.DEPTH_FIELDS and "epochs" not in profiles.DEPTH_FIELDS
+    # the pruned model is keyed by the baseline's recipe and its own; the baseline by its own only
+    base = cache.key(cfg, ("depth",), ("tutorial_lib.depth.experiment",))
+    assert base == cache.key(cfg.replace(depth_prune_lambda=1.0, epochs=3), ("depth",), ("tutorial_lib.depth.experiment",))
+    assert base != cache.key(cfg.replace(depth_lr=1e-3), ("depth",), ("tutorial_lib.depth.experiment",))
+    pruned = cache.key(cfg, ex.PRUNED_RECIPES, ("tutorial_lib.depth.experiment",))
+    assert pruned != cache.key(cfg.replace(depth_prune_lambda=1.0), ex.PRUNED_RECIPES, ("tutorial_lib.depth.experiment",))
 
 
 def test_halving_schedule_is_monodepths():

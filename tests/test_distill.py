@@ -183,11 +183,11 @@ def test_fsp_connectors_map_student_widths_to_the_teacher():
 
 def test_students_train_for_student_epochs_with_scaled_milestones():
     from tutorial_lib import profiles
-    from tutorial_lib.distill.experiment import student_cfg
+    from tutorial_lib.distill.experiment import student_schedule
 
-    cfg = student_cfg(profiles.resolve("tutorial", student_epochs=6))
-    assert (cfg.epochs, cfg.milestones) == (6, (4, 5))
-    assert student_cfg(profiles.resolve("tutorial", student_epochs=20)).milestones == (15, 18)
+    schedule = student_schedule(profiles.resolve("tutorial", student_epochs=6))
+    assert (schedule.epochs, schedule.milestones, schedule.lr) == (6, (4, 5), 0.02)
+    assert student_schedule(profiles.resolve("tutorial", student_epochs=20)).milestones == (15, 18)
     assert profiles.resolve("tutorial").epochs == 8  # the teacher's schedule is untouched
 
 

@@ -36,9 +36,17 @@ def test_run_rejects_an_undeclared_name_before_any_notebook_starts(monkeypatch):
         run.run("smoke", params={"prune_lamda": 0.1})
     with pytest.raises(parameters.UnknownParameterError, match="dataset"):
         run.run("smoke", only=["02"], params={"dataset": "nope"})  # lesson 02 does not declare it
+    with pytest.raises(ValueError, match=r"'prune_lambda' = -1.0 is out of range"):
+        run.run("smoke", only=["02"], params={"prune_lambda": -1.0})  # a bad value, checked by its recipe
     assert started == []
     run.run("smoke", only=["01", "02"], params={"seed": 2, "dataset": "fake"})  # each lesson gets what it declares
     assert len(started) == 2 and started[0][3] == {"seed": 2, "dataset": "fake"} and started[1][3] == {"seed": 2}
+
+
+def test_run_lists_the_knobs_of_a_profile_by_recipe(capsys):
+    run.main(["--profile", "paper", "--parameters"])
+    out = capsys.readouterr().out
+    assert "[joint]" in out and "prune_lambda           1.0" in out and "depth_data             'kitti'" in out
 
 
 def test_run_parses_values_as_papermill_does():

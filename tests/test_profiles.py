@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from tutorial_lib import profiles
@@ -18,7 +20,7 @@ def test_paper_profile_is_the_published_recipe():
 
 def test_none_keeps_the_profile_value_and_overrides_apply():
     cfg = profiles.resolve("tutorial", epochs=None, seed=3, width=0.5)
-    assert cfg.epochs == profiles.PROFILES["tutorial"]["epochs"]
+    assert cfg.epochs == profiles.resolve("tutorial").epochs == 8
     assert (cfg.seed, cfg.width) == (3, 0.5)
 
 
@@ -64,3 +66,45 @@ def test_replace_validates_too():
     assert cfg.replace(epochs=2).epochs == 2
     with pytest.raises(ValueError):
         cfg.replace(epochs=10**6)
+
+
+def test_each_knob_is_declared_once_in_one_recipe():
+    from tutorial_lib import recipes
+
+    names = [f.name for cls in recipes.RECIPES.values() for f in dataclasses.fields(cls)]
+    assert len(names) == len(set(names)) == len(profiles.KNOBS)
+    for cls in recipes.RECIPES.values():  # every knob has a type the checks know and a tutorial default
+        cls()
+    cfg = profiles.resolve("tutorial")
+    assert cfg.joint.prune_lambda == cfg.prune_lambda and isinstance(cfg.depth, recipes.Depth)
+    assert "[depth_pruning]" in profiles.describe("smoke") and "depth_kd_weight" in profiles.describe("smoke")
+    with pytest.raises(AttributeError, match="no setting 'prune_lamda'"):
+        cfg.prune_lamda
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) prune_lamda"):
+        cfg.replace(prune_lamda=0.1)
+
+
+def test_a_recipe_checks_its_knobs_wherever_it_is_built():
+    from tutorial_lib import recipes
+
+    with pytest.raises(ValueError, match=r"'depth_height' = 100 is not valid: 128 must divide"):
+        recipes.Depth(depth_height=100)
+    with pytest.raises(ValueError, match="must be a list of numbers >= 0"):
+        recipes.Joint(frontier_lambdas=[-1])
+    assert recipes.Baseline(milestones=[7, 6]).milestones == (6, 7)  # epochs are sorted
+
+
+def test_cache_keys_follow_the_recipes_an_artifact_reads():
+    from tutorial_lib import cache
+    from tutorial_lib.constraints import experiment
+    from tutorial_lib.pruning import compare
+
+    cfg = profiles.resolve("smoke")
+    code = ("tutorial_lib.train",)
+    joint = cache.key(cfg, compare.PRUNED_RECIPES, code)
+    assert joint == cache.key(cfg.replace(signature_count=1, device="cpu", seeds=5, student_epochs=3),
+                              compare.PRUNED_RECIPES, code)
+    assert joint != cache.key(cfg.replace(mask_lr=0.1), compare.PRUNED_RECIPES, code)
+    constrained = cache.key(cfg, experiment.CONSTRAINED_RECIPES, code)
+    assert constrained == cache.key(cfg.replace(prune_lambda=0.5), experiment.CONSTRAINED_RECIPES, code)
+    assert constrained != cache.key(cfg.replace(constrained_lr=0.5), experiment.CONSTRAINED_RECIPES, code)

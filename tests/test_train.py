@@ -11,7 +11,7 @@ from tutorial_lib.pruning import joint
 def _fit(cfg, folder=None, epochs=None):
     bundle = data.load(cfg)
     model = models.build(cfg, bundle.num_classes)
-    history = train.fit(model, bundle, cfg, epochs=epochs, checkpoint_dir=folder)
+    history = train.fit(model, bundle, cfg.baseline.schedule, cfg.run, epochs=epochs, checkpoint_dir=folder)
     return model, history
 
 
@@ -29,7 +29,7 @@ def test_evaluating_the_last_epoch_only_trains_the_same_weights(smoke_cfg):
     every, h_every = _fit(cfg)
     torch.manual_seed(0)
     last = models.build(cfg, 10)
-    h_last = train.fit(last, data.load(cfg), cfg, evaluate_each_epoch=False)
+    h_last = train.fit(last, data.load(cfg), cfg.baseline.schedule, cfg.run, evaluate_each_epoch=False)
     assert all(torch.equal(p, q) for p, q in zip(every.state_dict().values(), last.state_dict().values()))
     assert h_last["test_accuracy"].isna().tolist() == [True, True, False]
     assert h_last["test_accuracy"].iloc[-1] == h_every["test_accuracy"].iloc[-1]
@@ -89,10 +89,10 @@ def test_cache_trains_once(smoke_cfg):
 
     def trainer(model, folder):
         calls.append(folder)
-        return train.fit(model, bundle, smoke_cfg, checkpoint_dir=folder)
+        return train.fit(model, bundle, smoke_cfg.baseline.schedule, smoke_cfg.run, checkpoint_dir=folder)
 
     build = lambda: models.build(smoke_cfg, bundle.num_classes)  # noqa: E731
-    fields = profiles.BASELINE_FIELDS
+    fields = cache.BASELINE
     code = cache.BASELINE_CODE
     first, h1 = cache.get_or_train("baseline", smoke_cfg, build, trainer, fields, code)
     second, h2 = cache.get_or_train("baseline", smoke_cfg, build, trainer, fields, code)
@@ -111,8 +111,8 @@ def test_the_cache_key_covers_the_code_that_makes_the_artifact_and_only_that(smo
     # the trainer, and what it imports: KD, the models, the datasets (which make the shipped data)
     assert {"tutorial_lib.train", "tutorial_lib.kd", "tutorial_lib.models.vgg", "tutorial_lib.data.digits"} <= set(closure)
     assert not {"tutorial_lib.distill.student", "tutorial_lib.depth.sampler", "tutorial_lib.tables"} & set(closure)
-    before = cache.key(smoke_cfg, profiles.BASELINE_FIELDS, cache.BASELINE_CODE)
-    assert cache.key(smoke_cfg, profiles.BASELINE_FIELDS, ["tutorial_lib.depth.task"]) != before
+    before = cache.key(smoke_cfg, cache.BASELINE, cache.BASELINE_CODE)
+    assert cache.key(smoke_cfg, cache.BASELINE, ["tutorial_lib.depth.task"]) != before
     # a fix in a module the trainer imports retrains: here, the digits datasets' source
     import importlib.util
     digits = importlib.util.find_spec("tutorial_lib.data.digits").origin
@@ -127,11 +127,11 @@ def test_the_cache_key_covers_the_code_that_makes_the_artifact_and_only_that(smo
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     cache.code_version.cache_clear()
     try:
-        assert cache.key(smoke_cfg, profiles.BASELINE_FIELDS, cache.BASELINE_CODE) != before
+        assert cache.key(smoke_cfg, cache.BASELINE, cache.BASELINE_CODE) != before
     finally:
         monkeypatch.undo()
         cache.code_version.cache_clear()
-    assert cache.key(smoke_cfg, profiles.BASELINE_FIELDS, cache.BASELINE_CODE) == before
+    assert cache.key(smoke_cfg, cache.BASELINE, cache.BASELINE_CODE) == before
     with pytest.raises(ValueError, match="not a module of tutorial_lib"):
         cache.code_closure(["tutorial_lib.nowhere"])
 
@@ -154,7 +154,7 @@ def test_paper_profile_code_path_runs_a_few_steps(tmp_path):
                            epochs=1, max_steps=2, num_workers=0, mask_epochs=1)
     bundle = data.load(cfg)
     model = models.build(cfg, bundle.num_classes)
-    history = train.fit(model, bundle, cfg, checkpoint_dir=tmp_path / "ckpt")
+    history = train.fit(model, bundle, cfg.baseline.schedule, cfg.run, checkpoint_dir=tmp_path / "ckpt")
     assert model.classifier.out_features == 100
     assert len(history) == 1 and torch.isfinite(torch.tensor(history["loss_task"].iloc[0]))
     masked = masks.insert_masks(model)

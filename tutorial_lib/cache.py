@@ -1,8 +1,8 @@
 """Artifacts computed once per configuration and reused: a trained baseline is trained by
 the first lesson that needs it and loaded by every later one.
 
-An entry lives in ``results/<profile>/cache/<name>-<hash>/``, where the hash covers every
-setting that changes the result (not the device or the data loader's workers) and the code
+An entry lives in ``results/<profile>/cache/<name>-<hash>/``, where the hash covers the
+recipes that make it (their keyed knobs: not the device or the data loader's workers) and the code
 that makes it: the source of the modules named as its producers and of every library module
 they import, directly or not (:func:`code_version`; the shipped datasets are made by code in
 ``tutorial_lib.data``, so they are covered too). A fix to, say, the stereo sampler retrains
@@ -25,6 +25,7 @@ from torch import nn
 
 from tutorial_lib import checkpoint, paths
 
+BASELINE = ("baseline",)  # the recipe of the baseline every lesson shares
 BASELINE_CODE = ("tutorial_lib.train",)  # the trainer, the models and the datasets it imports
 
 
@@ -54,18 +55,18 @@ def code_version(producers: tuple[str, ...]) -> str:
     return digest.hexdigest()[:12]
 
 
-def key(cfg, fields: Iterable[str], code: Sequence[str], **extra) -> str:
-    """A short hash of the settings ``fields`` of ``cfg`` (and any extra settings) that
-    produced an artifact and of the code that produced it (:func:`code_version` of the
-    ``code`` modules); settings outside ``fields`` and code outside the closure do not
-    invalidate it."""
-    settings = {k: getattr(cfg, k) for k in fields}
+def key(cfg, recipes: Iterable[str], code: Sequence[str], **extra) -> str:
+    """A short hash of the ``recipes`` of ``cfg`` that produced an artifact (by attribute,
+    e.g. ``("baseline", "joint")``; the run's seed, threads and step limit always count), any
+    extra settings, and the code that produced it (:func:`code_version` of the ``code``
+    modules); other recipes and code outside the closure do not invalidate it."""
+    settings = {name: getattr(cfg, name).keyed() for name in ("run", *recipes)}
     blob = json.dumps({**settings, **extra, "_code": code_version(tuple(sorted(code)))}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def entry_dir(name: str, cfg, fields: Iterable[str], code: Sequence[str], **extra) -> Path:
-    return paths.results_dir(cfg.profile) / "cache" / f"{name}-{key(cfg, fields, code, **extra)}"
+def entry_dir(name: str, cfg, recipes: Iterable[str], code: Sequence[str], **extra) -> Path:
+    return paths.results_dir(cfg.profile) / "cache" / f"{name}-{key(cfg, recipes, code, **extra)}"
 
 
 def get_or_train(
@@ -73,17 +74,17 @@ def get_or_train(
     cfg,
     build: Callable[[], nn.Module],
     train: Callable[[nn.Module, Path], pd.DataFrame],
-    fields: Iterable[str],
+    recipes: Iterable[str],
     code: Sequence[str],
     **extra,
 ) -> tuple[nn.Module, pd.DataFrame]:
     """Return ``(model, history)``: loaded from the cache, or built, trained and stored.
 
     ``train(model, folder)`` trains in place, checkpointing into ``folder`` (so it resumes),
-    and returns the per-epoch history. ``fields`` names the settings the result depends on,
+    and returns the per-epoch history. ``recipes`` names the recipes the result depends on,
     ``code`` the modules that produce it (see :func:`code_version`).
     """
-    folder = entry_dir(name, cfg, fields, code, **extra)
+    folder = entry_dir(name, cfg, recipes, code, **extra)
     final = folder / "final.pt"
     model = build()
     if final.exists():
@@ -97,32 +98,33 @@ def get_or_train(
 
 def baseline(cfg, bundle) -> tuple[nn.Module, pd.DataFrame]:
     """The profile's trained baseline, shared by every lesson: trained by the first that asks."""
-    from tutorial_lib import models, profiles, train
+    from tutorial_lib import models, train
 
     return get_or_train(
         "baseline", cfg, build=lambda: models.build(cfg, bundle.num_classes),
-        train=lambda model, folder: train.fit(model, bundle, cfg, checkpoint_dir=folder, desc="baseline"),
-        fields=profiles.BASELINE_FIELDS, code=BASELINE_CODE,
+        train=lambda model, folder: train.fit(model, bundle, cfg.baseline.schedule, cfg.run, checkpoint_dir=folder,
+                                                  desc="baseline"),
+        recipes=BASELINE, code=BASELINE_CODE,
     )
 
 
-def store(name: str, cfg, fields: Iterable[str], code: Sequence[str], model: nn.Module, **meta) -> Path:
+def store(name: str, cfg, recipes: Iterable[str], code: Sequence[str], model: nn.Module, **meta) -> Path:
     """Keep a finished model (one with ``spec()``) for later lessons, keyed like ``get_or_train``."""
-    return checkpoint.save(entry_dir(name, cfg, fields, code) / "final.pt", model,
+    return checkpoint.save(entry_dir(name, cfg, recipes, code) / "final.pt", model,
                            meta={"config": cfg.to_dict(), **meta})
 
 
-def get_or_make(name: str, cfg, fields: Iterable[str], code: Sequence[str], make: Callable[[], nn.Module]) -> nn.Module:
+def get_or_make(name: str, cfg, recipes: Iterable[str], code: Sequence[str], make: Callable[[], nn.Module]) -> nn.Module:
     """A stored model rebuilt from its spec, or ``make()``'s result, stored for next time.
 
     For artifacts whose architecture is only known once they exist (a pruned model)."""
     from tutorial_lib import models
 
-    final = entry_dir(name, cfg, fields, code) / "final.pt"
+    final = entry_dir(name, cfg, recipes, code) / "final.pt"
     if final.exists():
         model = models.from_spec(checkpoint.read_meta(final)["spec"])
         checkpoint.load(final, model)
         return model
     model = make()
-    store(name, cfg, fields, code, model)
+    store(name, cfg, recipes, code, model)
     return model

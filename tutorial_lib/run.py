@@ -4,10 +4,11 @@
     python -m tutorial_lib.run --profile tutorial --in-place  # refresh the committed outputs
     python -m tutorial_lib.run --seed 1 --results results/seeds/seed1   # the lessons with another seed
     python -m tutorial_lib.run --only 02 -p prune_lambda 0.02          # one lesson, one parameter
+    python -m tutorial_lib.run --profile paper --parameters             # every knob, by recipe
 
 Executed notebooks go to ``results/<profile>/notebooks/``; wall times to ``timings.json``.
-Every parameter is checked against each notebook's parameters cell before the first one
-starts (``tutorial_lib.parameters``). Progress bars are switched off (``TQDM_DISABLE``):
+Every parameter is checked against each notebook's parameters cell, and every value against
+its recipe, before the first one starts (``tutorial_lib.parameters``, ``tutorial_lib.recipes``). Progress bars are switched off (``TQDM_DISABLE``):
 an executed notebook keeps its outputs, and a stored progress bar is noise in them.
 """
 
@@ -55,12 +56,12 @@ def run(profile: str, only: list[str] | None = None, in_place: bool = False, par
     """Execute the lessons (all, or ``only``) at ``profile`` and build the report.
 
     ``params`` go to every notebook that declares them; a name that no selected notebook
-    declares, or a bad profile, is rejected before any notebook starts.
+    declares, a bad value of a knob, or a bad profile is rejected before any notebook starts.
     """
-    profiles.resolve(profile)  # reject a bad profile before any work
     params = dict(params or {})
     selected = notebooks(only)
     declared = parameters.check_notebooks(selected, params)
+    profiles.resolve(profile, **{k: v for k, v in params.items() if k in profiles.KNOBS})
     folder = paths.results_dir(profile)
     timing_file = folder / "timings.json"
     wall = json.loads(timing_file.read_text()) if timing_file.exists() else {}
@@ -88,7 +89,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", default=None, help="results folder (default: $TUTORIAL_RESULTS or results/)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="a notebook parameter, as papermill's -p (repeatable)")
+    parser.add_argument("--parameters", action="store_true", help="print the profile's knobs, by recipe, and stop")
     args = parser.parse_args(argv)
+    if args.parameters:
+        print(profiles.describe(args.profile))
+        return
     if args.in_place and (args.profile != "tutorial" or args.seed is not None or args.parameter):
         parser.error("--in-place is for the tutorial profile with its defaults only: the committed outputs are those")
     if args.results:
@@ -98,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         params["seed"] = args.seed
     try:
         run(args.profile, args.only, args.in_place, params)
-    except parameters.UnknownParameterError as e:
+    except ValueError as e:  # an unknown name or a bad value, before any notebook started
         parser.error(str(e))
 
 

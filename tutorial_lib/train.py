@@ -7,6 +7,7 @@ data-order states are all restored).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Callable
@@ -19,6 +20,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from tutorial_lib import checkpoint, data, kd, repro
+from tutorial_lib.recipes import Run, Schedule
 
 Regularizer = Callable[[nn.Module, torch.Tensor, object, object], dict[str, torch.Tensor]]
 
@@ -108,23 +110,25 @@ def recalibrate_bn(model: nn.Module, loader: DataLoader, device: str = "cpu") ->
     return model.eval()
 
 
-def stretched(cfg, epochs: int):
-    """``cfg`` with the profile's schedule stretched to ``epochs``: the lr milestones scaled by
-    ``epochs / cfg.epochs`` (those that would fall at or after the end dropped)."""
-    scale = epochs / max(cfg.epochs, 1)
-    milestones = tuple(sorted({max(1, round(m * scale)) for m in cfg.milestones if round(m * scale) < epochs}))
-    return cfg.replace(epochs=epochs, milestones=milestones)
+def stretched(schedule: Schedule, epochs: int) -> Schedule:
+    """``schedule`` stretched to ``epochs``: its lr milestones scaled by ``epochs /
+    schedule.epochs`` (those that would fall at or after the end dropped)."""
+    scale = epochs / max(schedule.epochs, 1)
+    milestones = tuple(sorted({max(1, round(m * scale)) for m in schedule.milestones if round(m * scale) < epochs}))
+    return schedule.replace(epochs=epochs, milestones=milestones)
 
 
-def sgd(params, cfg, lr: float | None = None) -> torch.optim.Optimizer:
-    """SGD with the profile's momentum and weight decay."""
-    return torch.optim.SGD(params, lr=lr or cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+def sgd(params, schedule: Schedule, lr: float | None = None) -> torch.optim.Optimizer:
+    """SGD with the schedule's momentum and weight decay."""
+    return torch.optim.SGD(params, lr=lr or schedule.lr, momentum=schedule.momentum,
+                           weight_decay=schedule.weight_decay)
 
 
 def fit(
     model: nn.Module,
     bundle: data.DataBundle,
-    cfg,
+    schedule: Schedule,
+    run: Run,
     epochs: int | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler=None,
@@ -143,17 +147,18 @@ def fit(
     (``task_weight`` x task loss), for example ``{"mask": lambda * sparsity}``; each is
     logged per epoch, and so are the task's test metrics (``test_<name>``): after every epoch,
     or with ``evaluate_each_epoch=False`` after the last one only (NaN before; for runs whose
-    curve nobody reads, such as lesson 05's thirty-six students). The default optimizer is the
-    profile's SGD with a MultiStepLR at ``cfg.milestones``.
+    curve nobody reads, such as lesson 05's thirty-six students). ``schedule`` gives the epochs,
+    the batch size and the default optimizer (SGD with a MultiStepLR at its milestones);
+    ``run`` the seed, threads, device and step limit.
     """
-    epochs = cfg.epochs if epochs is None else epochs
-    device = cfg.device
-    generator = repro.seed_everything(cfg.seed, repro.resolve_threads(cfg.threads))
+    epochs = schedule.epochs if epochs is None else epochs
+    device = run.device
+    generator = repro.seed_everything(run.seed, repro.resolve_threads(run.threads))
     model.to(device, memory_format=task.memory_format)
-    optimizer = optimizer or sgd(model.parameters(), cfg)
+    optimizer = optimizer or sgd(model.parameters(), schedule)
     if scheduler is None:
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.milestones), cfg.lr_gamma)
-    train_loader, test_loader = data.loaders(bundle, cfg, generator)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(schedule.milestones), schedule.lr_gamma)
+    train_loader, test_loader = data.loaders(bundle, schedule.batch_size, run, generator)
     history: list[dict] = []
     start = 0
     last = Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None
@@ -184,10 +189,10 @@ def fit(
                 sums[k] = sums.get(k, 0.0) + v.item() * len(x)
             seen += len(x)
             steps += 1
-            if cfg.max_steps is not None and steps >= cfg.max_steps:
+            if run.max_steps is not None and steps >= run.max_steps:
                 break
         scheduler.step()
-        last_epoch = epoch + 1 == epochs or (cfg.max_steps is not None and steps >= cfg.max_steps)
+        last_epoch = epoch + 1 == epochs or (run.max_steps is not None and steps >= run.max_steps)
         scores = task.evaluate(model, test_loader, device) if evaluate_each_epoch or last_epoch \
             else {k: float("nan") for k in task.logged}
         row = {"epoch": epoch + 1, **{f"loss_{k}": v / max(seen, 1) for k, v in sums.items()},
@@ -201,6 +206,7 @@ def fit(
                 last, model,
                 state={"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                        "rng": torch.get_rng_state(), "generator": generator.get_state()},
-                meta={"epoch": epoch + 1, "history": history, "config": cfg.to_dict()},
+                meta={"epoch": epoch + 1, "history": history, "schedule": dataclasses.asdict(schedule),
+                      "run": dataclasses.asdict(run)},
             )
     return pd.DataFrame(history)

@@ -283,7 +283,7 @@ def run_adaptive(
         phase = state.phase
         epoch_lr = optimizer.param_groups[0]["lr"]
         fitted = train.fit(
-            current, bundle, cfg.replace(seed=cfg.seed + epoch), epochs=1, optimizer=optimizer,
+            current, bundle, cfg.baseline.schedule, cfg.run.replace(seed=cfg.seed + epoch), epochs=1, optimizer=optimizer,
             scheduler=_ConstantLR(), regularizer=regularizer, desc=f"adaptive {phase}", task_weight=task_weight,
         ).iloc[-1]
         accuracy = float(fitted["test_accuracy"])

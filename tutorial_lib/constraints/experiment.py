@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 from torch import nn
 
-from tutorial_lib import cache, data, metrics, models, paths, profiles, repro, tables, train
+from tutorial_lib import cache, data, metrics, models, paths, repro, tables, train
 from tutorial_lib import seeds as seeds_mod
 from tutorial_lib.constraints import adaptive, latency_table, signatures
 from tutorial_lib.measure import platforms, profiler
@@ -30,6 +30,7 @@ from tutorial_lib.constraints import budget as budgets
 from tutorial_lib.constraints.budget import Budget
 
 LESSON = "04"
+CONSTRAINED_RECIPES = ("baseline", "gates", "objective", "constraints")  # what a constrained run is made from
 PUBLISHED = "constrained"
 PUBLISHED_ROW = "Adaptive constrained pruning"
 KIND_LABELS = {"params": "parameters", "flops": "FLOPs", "latency": "latency"}
@@ -346,10 +347,10 @@ def run_constrained(baseline: nn.Module, bundle: data.DataBundle, cfg, b: Budget
     model, history = adaptive.run_adaptive(
         baseline, bundle, cfg, target, max_epochs=cfg.constrained_epochs, lr=cfg.constrained_lr,
         lam=cfg.constrained_lambda, latency_platform=b.platform if b.kind == "latency" else None, table=table)
-    _, test_loader = data.loaders(bundle, cfg)
+    _, test_loader = data.loaders(bundle, cfg.batch_size, cfg.run)
     acc = train.evaluate(model, test_loader, cfg.device)["accuracy"]
     one = shape_of(bundle)
-    cache.store(f"constrained-{b.kind}", cfg, profiles.CONSTRAINT_FIELDS, (__name__,), model)
+    cache.store(f"constrained-{b.kind}", cfg, CONSTRAINED_RECIPES, (__name__,), model)
     return ConstrainedRun(b.kind, b, target, model, history, acc, metrics.count_parameters(model),
                           metrics.count_flops(model, one))
 

@@ -94,10 +94,10 @@ def evaluate_signatures(
             opt = torch.optim.Adam(model.parameters(), lr=lr or 1e-3)
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1.0)
         elif lr is not None:
-            opt = train.sgd(model.parameters(), cfg, lr=lr)
-        history = train.fit(model, bundle, cfg, epochs=epochs, optimizer=opt, scheduler=sched,
+            opt = train.sgd(model.parameters(), cfg.baseline.schedule, lr=lr)
+        history = train.fit(model, bundle, cfg.baseline.schedule, cfg.run, epochs=epochs, optimizer=opt, scheduler=sched,
                             desc=f"signature {i + 1}/{len(signatures)}")
-        _, test_loader = data.loaders(bundle, cfg)
+        _, test_loader = data.loaders(bundle, cfg.batch_size, cfg.run)
         row = {"signature": describe(sig), "params": metrics.count_parameters(model),
                "flops": metrics.count_flops(model, per_image)}
         for p in platform_names if latency != "none" else ():

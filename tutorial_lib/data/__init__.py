@@ -63,15 +63,15 @@ def load(cfg) -> DataBundle:
     return bundle
 
 
-def loaders(bundle: DataBundle, cfg, generator: torch.Generator | None = None) -> tuple[DataLoader, DataLoader]:
-    """Shuffled training loader (seeded by ``generator``) and ordered test loader."""
+def loaders(bundle: DataBundle, batch_size: int, run, generator: torch.Generator | None = None
+            ) -> tuple[DataLoader, DataLoader]:
+    """Shuffled training loader (seeded by ``generator``, else ``run.seed``) and ordered test
+    loader, with ``run.num_workers`` workers."""
     if generator is None:
-        generator = torch.Generator().manual_seed(cfg.seed)
-    train = DataLoader(
-        bundle.train, batch_size=cfg.batch_size, shuffle=True, generator=generator,
-        num_workers=cfg.num_workers, drop_last=False,
-    )
-    test = DataLoader(bundle.test, batch_size=max(cfg.batch_size, 256), shuffle=False, num_workers=cfg.num_workers)
+        generator = torch.Generator().manual_seed(run.seed)
+    train = DataLoader(bundle.train, batch_size=batch_size, shuffle=True, generator=generator,
+                       num_workers=run.num_workers, drop_last=False)
+    test = DataLoader(bundle.test, batch_size=max(batch_size, 256), shuffle=False, num_workers=run.num_workers)
     return train, test
 
 

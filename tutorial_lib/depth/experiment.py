@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from tutorial_lib import cache, data, masks, profiles, repro, tables, train
+from tutorial_lib import cache, data, masks, repro, tables, train
 from tutorial_lib.cost import count
 from tutorial_lib.measure import platforms, profiler
 from tutorial_lib.depth import stereo
@@ -34,6 +34,7 @@ from tutorial_lib.pruning.pack import pack
 
 STEREO = StereoDepth()
 TEST_SEED_OFFSET = 10_000  # synthetic test scenes use seed + this: never the training scenes
+PRUNED_RECIPES = ("depth", "depth_pruning")  # what the cached pruned monodepth is made from
 KITTI_TRAIN_LIST = "kitti_train_files.txt"  # monodepth's utils/filenames list, inside the KITTI folder
 KITTI_2015 = "KITTI 2015 stereo training split (200 pairs, disp_noc_0)"
 
@@ -48,11 +49,6 @@ TARGET_FPS_RATIO = 1.5  # x at least, batch 1, CPU
 
 
 # --------------------------------------------------------------------------- data and training
-
-
-def depth_cfg(cfg):
-    """``cfg`` with the batch size that ``train.fit``'s loaders read set to lesson 03's."""
-    return cfg.replace(batch_size=cfg.depth_batch_size)
 
 
 def input_shape(cfg, batch: int = 1) -> tuple[int, int, int, int]:
@@ -113,7 +109,7 @@ def halving_schedule(optimizer: torch.optim.Optimizer, epochs: int):
 def train_baseline(model: nn.Module, bundle: data.DataBundle, cfg, checkpoint_dir=None) -> pd.DataFrame:
     """Train ``model`` on the stereo loss: Adam (``depth_lr``), ``depth_epochs``, halving schedule."""
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.depth_lr)
-    return train.fit(model, bundle, depth_cfg(cfg), epochs=cfg.depth_epochs, optimizer=optimizer,
+    return train.fit(model, bundle, cfg.depth.schedule, cfg.run, optimizer=optimizer,
                      scheduler=halving_schedule(optimizer, cfg.depth_epochs), checkpoint_dir=checkpoint_dir,
                      desc="monodepth", task=STEREO)
 
@@ -122,7 +118,7 @@ def baseline(cfg, bundle: data.DataBundle) -> tuple[nn.Module, pd.DataFrame]:
     """The profile's monodepth baseline: trained by the first run that asks, then cached."""
     return cache.get_or_train(
         "monodepth", cfg, build=lambda: build(cfg),
-        train=lambda model, folder: train_baseline(model, bundle, cfg, folder), fields=profiles.DEPTH_FIELDS,
+        train=lambda model, folder: train_baseline(model, bundle, cfg, folder), recipes=("depth",),
         code=(__name__,),
     )
 
@@ -147,7 +143,7 @@ def evaluate(model: nn.Module, bundle: data.DataBundle, cfg) -> dict[str, dict[s
     """``{"test": ..., "motorcycle": ...}``: D1-all (%), Abs Rel ... a3 of ``StereoDepth.evaluate``."""
     threads = repro.resolve_threads(cfg.threads)
     torch.set_num_threads(threads)
-    _, test_loader = data.loaders(bundle, depth_cfg(cfg))
+    _, test_loader = data.loaders(bundle, cfg.depth_batch_size, cfg.run)
     return {"test": STEREO.evaluate(model, test_loader, cfg.device),
             "motorcycle": STEREO.evaluate(model, motorcycle_loader(cfg), cfg.device)}
 
@@ -242,7 +238,7 @@ def prune_monodepth(baseline_model: nn.Module, bundle: data.DataBundle, cfg, lam
     masks.attach_costs(masked, input_shape(cfg))  # each filter's price, for the cost_sum mask term
     teacher = copy.deepcopy(baseline_model).to(cfg.device) if cfg.depth_kd_weight > 0 else None
     history = joint.train_joint(
-        masked, bundle, depth_cfg(cfg), epochs=cfg.depth_prune_epochs, lam=cfg.depth_prune_lambda,
+        masked, bundle, cfg, schedule=cfg.depth.schedule, epochs=cfg.depth_prune_epochs, lam=cfg.depth_prune_lambda,
         weight_lr=cfg.depth_prune_lr, mask_loss=cfg.depth_mask_loss, task=STEREO, desc="prune",
         optimizer=pruning_optimizer(masked, cfg), teacher=teacher, kd_weight=cfg.depth_kd_weight,
     )
@@ -250,7 +246,7 @@ def prune_monodepth(baseline_model: nn.Module, bundle: data.DataBundle, cfg, lam
     estimate = masks.estimate(masked, input_shape(cfg), flops=False)
     closed = [layer for layer, m in masks.masks_of(masked).items() if not m.is_open().any()]
     left = next(iter(DataLoader(bundle.test, batch_size=4)))[0]
-    cache.store("monodepth-pruned", cfg, profiles.DEPTH_PRUNE_FIELDS, (__name__,), packed)
+    cache.store("monodepth-pruned", cfg, PRUNED_RECIPES, (__name__,), packed)
     return measure("pruned", packed, bundle, cfg, history, masked=masked,
                    pack_max_abs_diff=pack_gap(masked, packed, left), closed_layers=closed,
                    estimated_params=estimate["params_kept"])
@@ -271,7 +267,7 @@ def pack_gap(masked: nn.Module, packed: nn.Module, x: torch.Tensor) -> float:
 
 def pruned_model(baseline_model: nn.Module, bundle: data.DataBundle, cfg) -> nn.Module:
     """The packed pruned monodepth of this profile: from the cache lesson 03 fills, or made now."""
-    return cache.get_or_make("monodepth-pruned", cfg, profiles.DEPTH_PRUNE_FIELDS, (__name__,),
+    return cache.get_or_make("monodepth-pruned", cfg, PRUNED_RECIPES, (__name__,),
                              lambda: prune_monodepth(baseline_model, bundle, cfg).model)
 
 

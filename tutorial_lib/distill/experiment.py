@@ -17,6 +17,7 @@ from tutorial_lib import data, models, repro, seeds, tables, train
 from tutorial_lib.distill.student import stage_starts, stage_taps, train_student
 from tutorial_lib.taps import Taps, stage_ends
 from tutorial_lib.models import vgg
+from tutorial_lib.recipes import Schedule
 
 ROWS = ("scratch", "kd", "fitnet", "fsp", "at", "kd+at")
 LABELS = {"scratch": "student from scratch", "kd": "KD", "fitnet": "FitNet (hint, then KD)", "fsp": "FSP",
@@ -54,10 +55,10 @@ def student_specs(cfg, num_classes: int, pruned: nn.Module | None, pruned_name: 
     return specs
 
 
-def student_cfg(cfg):
-    """``cfg`` for training a student: ``cfg.student_epochs`` epochs, with the baseline's lr
-    milestones scaled to that length (so the last epochs still run at the reduced rate)."""
-    return train.stretched(cfg, cfg.student_epochs)
+def student_schedule(cfg) -> Schedule:
+    """The students' schedule: ``cfg.student_epochs`` epochs, with the baseline's lr milestones
+    scaled to that length (so the last epochs still run at the reduced rate)."""
+    return train.stretched(cfg.baseline.schedule, cfg.student_epochs)
 
 
 def _fresh(spec: dict, seed: int) -> nn.Module:
@@ -70,14 +71,14 @@ def run(teacher: nn.Module, bundle: data.DataBundle, cfg, specs: dict[str, dict]
     """Train every student with every method, once per seed of ``cfg.seeds``; return one row
     per (student, method, seed) and the first seed's trained models keyed by (student, method)."""
     rows, trained = [], {}
-    cfg = student_cfg(cfg)
-    _, test_loader = data.loaders(bundle, cfg)
+    schedule = student_schedule(cfg)
+    _, test_loader = data.loaders(bundle, cfg.batch_size, cfg.run)
     for seed in seeds.seed_list(cfg):
         for name, spec in specs.items():
             for method in methods:
                 student = _fresh(spec, seed)
                 note = "through 1x1 connectors" if method == "fsp" and not same_widths(student, teacher) else ""
-                history = train_student(student, teacher, bundle, cfg.replace(seed=seed), method)
+                history = train_student(student, teacher, bundle, cfg.replace(seed=seed), method, schedule=schedule)
                 acc = train.evaluate(student, test_loader, cfg.device)["accuracy"]
                 rows.append({"student": name, "method": method, "seed": seed, "top-1 %": round(acc, 2),
                              "s / epoch": round(float(history["epoch_seconds"].median()), 2), "note": note})
@@ -89,15 +90,15 @@ def temperature_sweep(teacher: nn.Module, bundle: data.DataBundle, cfg, spec: di
                       temperatures: tuple[float, ...], done: dict[float, float] | None = None) -> pd.DataFrame:
     """KD's top-1 for each temperature (same student, seed and epochs); ``done`` holds results
     already measured (temperature -> top-1), which are not trained again."""
-    cfg = student_cfg(cfg)
-    _, test_loader = data.loaders(bundle, cfg)
+    schedule = student_schedule(cfg)
+    _, test_loader = data.loaders(bundle, cfg.batch_size, cfg.run)
     rows = []
     for t in temperatures:
         if done and t in done:
             acc = done[t]
         else:
             student = _fresh(spec, cfg.seed)
-            train_student(student, teacher, bundle, cfg.replace(kd_temperature=t), "kd")
+            train_student(student, teacher, bundle, cfg.replace(kd_temperature=t), "kd", schedule=schedule)
             acc = round(train.evaluate(student, test_loader, cfg.device)["accuracy"], 1)
         rows.append({"KD temperature T": t, "top-1 %": acc})
     return pd.DataFrame(rows)

@@ -29,6 +29,7 @@ from torch import nn
 from tutorial_lib import data, repro, train
 from tutorial_lib.distill import losses
 from tutorial_lib.distill.memo import TeacherMemo, remembered
+from tutorial_lib.recipes import Schedule
 from tutorial_lib.taps import Taps, stage_ends
 
 METHODS: dict[str, dict] = {
@@ -97,16 +98,19 @@ def train_student(
     epochs: int | None = None,
     hint_layer: int = 2,
     checkpoint_dir: str | Path | None = None,
+    schedule: Schedule | None = None,
 ) -> pd.DataFrame:
-    """Train ``student`` with ``method`` under the frozen ``teacher``; return the history
-    (test metrics after the last epoch only: the caller evaluates the student it gets back).
+    """Train ``student`` with ``method`` under the frozen ``teacher`` by ``schedule`` (default:
+    the baseline's); return the history (test metrics after the last epoch only: the caller
+    evaluates the student it gets back).
 
     ``hint_layer`` picks the stage whose end is FitNet's hint (teacher) and guided layer
     (student). For FitNet's two stages, the first ``epochs // 4`` epochs train only the hint
     loss through the regressor, the rest use CE + KD.
     """
     spec = _check_method(method)
-    epochs = cfg.epochs if epochs is None else epochs
+    schedule = schedule or cfg.baseline.schedule
+    epochs = schedule.epochs if epochs is None else epochs
     teacher.eval()
     n = len(stage_ends(student))  # the first n taps are the stage ends
     if n != len(stage_ends(teacher)):
@@ -160,18 +164,18 @@ def train_student(
     try:
         if not spec.get("two_stage"):
             terms = {k: v for k, v in spec.items() if k in ("kd", "at", "fsp", "hint")}
-            return train.fit(student, bundle, cfg, epochs=epochs, optimizer=train.sgd(params, cfg),
+            return train.fit(student, bundle, schedule, cfg.run, epochs=epochs, optimizer=train.sgd(params, schedule),
                              regularizer=make_regularizer(terms), checkpoint_dir=folder, desc=method,
                              evaluate_each_epoch=False)
         hint_epochs = max(1, epochs // 4) if epochs > 1 else 1  # with one epoch there is only the hint stage
         # stage 1: the hint alone (task weight 0) trains the student up to its guided layer
-        first = train.fit(student, bundle, cfg.replace(epochs=hint_epochs, milestones=()), epochs=hint_epochs,
-                          optimizer=train.sgd(params, cfg), regularizer=make_regularizer({"hint": spec["hint"]}),
+        first = train.fit(student, bundle, schedule.replace(epochs=hint_epochs, milestones=()), cfg.run,
+                          epochs=hint_epochs, optimizer=train.sgd(params, schedule), regularizer=make_regularizer({"hint": spec["hint"]}),
                           checkpoint_dir=folder / "hint" if folder else None, desc="fitnet hint", task_weight=0.0,
                           evaluate_each_epoch=False)
         # stage 2: CE + KD on the whole student
-        second = train.fit(student, bundle, cfg, epochs=epochs - hint_epochs,
-                           optimizer=train.sgd(student.parameters(), cfg), regularizer=make_regularizer({"kd": 1.0}),
+        second = train.fit(student, bundle, schedule, cfg.run, epochs=epochs - hint_epochs,
+                           optimizer=train.sgd(student.parameters(), schedule), regularizer=make_regularizer({"kd": 1.0}),
                            checkpoint_dir=folder / "kd" if folder else None, desc="fitnet kd",
                            evaluate_each_epoch=False)
         if not second.empty:

@@ -29,6 +29,7 @@ from tutorial_lib import data, graph, masks, models, repro, terms, train
 from tutorial_lib.cost import count
 from tutorial_lib.distill import memo
 from tutorial_lib.pruning.pack import pack
+from tutorial_lib.recipes import Schedule
 
 
 def kept_params(masked: nn.Module) -> int:
@@ -105,7 +106,7 @@ def scratch(spec: dict, bundle: data.DataBundle, cfg, teacher: nn.Module | None 
     ``cfg.scratch_epochs`` epochs (default: the baseline's own schedule, Liu et al.'s
     "Scratch-E"; the pruning methods also inherit the baseline's epochs, so they see more);
     with ``teacher``, add KD."""
-    run_cfg = train.stretched(cfg, scratch_epochs(cfg))
+    schedule = train.stretched(cfg.baseline.schedule, scratch_epochs(cfg))
     with repro.seeded(cfg.seed):
         model = models.from_spec(spec)
     kd_term = None
@@ -113,14 +114,14 @@ def scratch(spec: dict, bundle: data.DataBundle, cfg, teacher: nn.Module | None 
         kd_term = terms.teacher_kd(cfg.kd_weight, memo.remembered(teacher.eval(), cfg), cfg.kd_temperature)
     regularizer = terms.assemble(kd=kd_term)
 
-    history = train.fit(model, bundle, run_cfg, regularizer=regularizer, checkpoint_dir=checkpoint_dir,
+    history = train.fit(model, bundle, schedule, cfg.run, regularizer=regularizer, checkpoint_dir=checkpoint_dir,
                         desc="scratch+kd" if teacher is not None else "scratch")
     return model, history
 
 
-def finetune_cfg(cfg, epochs: int):
+def finetune_schedule(cfg, epochs: int) -> Schedule:
     """Fine-tuning at the joint-pruning weights' effective learning rate (task_weight x prune_lr)."""
-    return cfg.replace(epochs=epochs, lr=cfg.prune_lr * max(cfg.task_weight, 1.0), milestones=())
+    return cfg.baseline.schedule.replace(epochs=epochs, lr=cfg.prune_lr * max(cfg.task_weight, 1.0), milestones=())
 
 
 def bn_scales(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -153,8 +154,8 @@ def slimming(baseline: nn.Module, bundle: data.DataBundle, cfg, budget: int, s: 
     def l1_gamma(m, x, y, logits):
         return {"l1_gamma": s * sum(bn.weight.abs().sum() for bn in bns)}
 
-    ft = finetune_cfg(cfg, sparse_epochs)
-    sparse_history = train.fit(model, bundle, ft, optimizer=train.sgd(model.parameters(), ft), regularizer=l1_gamma,
+    ft = finetune_schedule(cfg, sparse_epochs)
+    sparse_history = train.fit(model, bundle, ft, cfg.run, optimizer=train.sgd(model.parameters(), ft), regularizer=l1_gamma,
                                desc="slimming sparse")
     masked = masks.insert_masks(model, seed=cfg.seed)
     masks.set_pattern(masked, select_global(masked, bn_scales(model), budget))
@@ -171,6 +172,6 @@ def l1_norm(baseline: nn.Module, bundle: data.DataBundle, cfg, budget: int) -> t
 
 
 def _finetune(packed: nn.Module, bundle, cfg, epochs: int, before) -> tuple[nn.Module, dict]:
-    ft = finetune_cfg(cfg, epochs)
-    history = train.fit(packed, bundle, ft, optimizer=train.sgd(packed.parameters(), ft), desc="fine-tune")
+    ft = finetune_schedule(cfg, epochs)
+    history = train.fit(packed, bundle, ft, cfg.run, optimizer=train.sgd(packed.parameters(), ft), desc="fine-tune")
     return packed, {"before": before, "finetune": history}

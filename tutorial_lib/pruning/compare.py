@@ -16,12 +16,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tutorial_lib import cache, data, masks, profiles, seeds, tables, train
+from tutorial_lib import cache, data, masks, seeds, tables, train
 from tutorial_lib.cost import count
 from tutorial_lib.measure import timer
 from tutorial_lib.pruning import baselines, joint
 from tutorial_lib.pruning.pack import pack
 
+PRUNED_RECIPES = ("baseline", "gates", "objective", "joint")  # what a cached joint-pruned model is made from
 METHODS = ("joint", "scratch", "scratch_kd", "slimming", "l1_norm")
 # The frontier's methods: joint pruning, the criterion with a per-layer rate and the signature
 # from scratch. Network Slimming and scratch + KD are ranked at the main lambda only: the
@@ -55,7 +56,7 @@ class Result:
 
 def evaluate_packed(model: nn.Module, bundle: data.DataBundle, cfg, recalibrate: bool = True) -> tuple[float, int, int]:
     """(accuracy %, parameters, FLOPs per image) of a plain model, after BN recalibration."""
-    train_loader, test_loader = data.loaders(bundle, cfg)
+    train_loader, test_loader = data.loaders(bundle, cfg.batch_size, cfg.run)
     if recalibrate:
         train.recalibrate_bn(model, train_loader, cfg.device)
     shape = (1, bundle.in_channels, bundle.image_size, bundle.image_size)
@@ -71,18 +72,18 @@ def run_joint(baseline: nn.Module, bundle: data.DataBundle, cfg, lam: float | No
     history = joint.prune(masked, baseline, bundle, cfg)
     packed = pack(masked)
     estimate = masks.estimate(masked, (1, 3, bundle.image_size, bundle.image_size), flops=False)
-    x = next(iter(data.loaders(bundle, cfg)[1]))[0][:16].to(cfg.device)
+    x = next(iter(data.loaders(bundle, cfg.batch_size, cfg.run)[1]))[0][:16].to(cfg.device)
     with torch.no_grad():  # the packed model computes what the masked one did (eval mode)
         gap = (masked.eval()(x) - packed.eval()(x)).abs().max().item()
     acc, params, flops = evaluate_packed(packed, bundle, cfg)
-    cache.store("joint-pruned", cfg, profiles.PRUNE_FIELDS, (__name__,), packed)
+    cache.store("joint-pruned", cfg, PRUNED_RECIPES, (__name__,), packed)
     return Result("joint", packed, acc, params, flops, history,
                   {"masked": masked, "pack_max_abs_diff": gap, "estimated_params": estimate["params_kept"]})
 
 
 def joint_pruned(baseline: nn.Module, bundle: data.DataBundle, cfg) -> nn.Module:
     """The packed joint-pruned model of this profile: from the cache lesson 02 fills, or made now."""
-    return cache.get_or_make("joint-pruned", cfg, profiles.PRUNE_FIELDS, (__name__,),
+    return cache.get_or_make("joint-pruned", cfg, PRUNED_RECIPES, (__name__,),
                              lambda: run_joint(baseline, bundle, cfg).model)
 
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from tutorial_lib import data, masks, terms, train
 from tutorial_lib.distill import memo
+from tutorial_lib.recipes import Schedule
 
 
 def mask_optimizer(model: nn.Module, cfg, weight_lr: float) -> torch.optim.Optimizer:
@@ -53,6 +54,7 @@ def train_joint(
     desc: str = "joint",
     task: train.Task = train.CLASSIFICATION,
     optimizer: torch.optim.Optimizer | None = None,
+    schedule: Schedule | None = None,
 ) -> pd.DataFrame:
     """Train weights and masks together on ``task_weight * task loss + kd_weight * KD + lam * mask term``.
 
@@ -61,7 +63,8 @@ def train_joint(
     stereo depth task) and what KD means (``task.distill``: softened logits for
     classification, the teacher's disparity maps for depth). ``optimizer`` replaces the
     default SGD of :func:`mask_optimizer` (lesson 03: Adam, as monodepth was trained); it must
-    hold the mask logits. Returns the per-epoch history with the share of channels kept.
+    hold the mask logits; ``schedule`` gives the batch size (default: the baseline's). Returns
+    the per-epoch history with the share of channels kept.
     """
     if not masks.masks_of(model):
         raise ValueError("the model has no channel masks: call masks.insert_masks(model) first")
@@ -80,7 +83,7 @@ def train_joint(
     # last epoch leaves a settled network (one stage, no separate fine-tuning).
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
     return train.fit(
-        model, bundle, cfg, epochs=epochs, optimizer=optimizer, scheduler=scheduler, regularizer=regularizer,
+        model, bundle, schedule or cfg.baseline.schedule, cfg.run, epochs=epochs, optimizer=optimizer, scheduler=scheduler, regularizer=regularizer,
         on_epoch_end=kept_share, checkpoint_dir=checkpoint_dir, desc=desc, task_weight=task_weight,
         task=task,
     )

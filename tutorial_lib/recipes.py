@@ -1,0 +1,337 @@
+"""Recipes: the settings of one concern each (a run, the baseline, the gates, joint pruning,
+the students, the constraints, monodepth), each declared once.
+
+A knob is a field of a frozen recipe: its type, its range or choices and its help sit
+together (:func:`knob`), its default is the tutorial profile's value, and a recipe checks
+every knob when it is built, so a bad value is rejected before any work with a message
+naming the valid choices. A knob's name is also its notebook parameter (``-p prune_lambda
+0.05``), unique across recipes. A cache entry is keyed by the recipes it reads
+(:meth:`Recipe.keyed`), so a lesson-02 setting never retrains the baseline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+DEPTH_DIVISOR = 128  # models.monodepth.DIVISOR (not imported: recipes stay import-light)
+
+
+def knob(default: Any, low: float | None = None, high: float | None = None, *,
+         choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None, keyed: bool = True,
+         help: str = "") -> Any:
+    """A recipe field with its range (``low``..``high``) or ``choices`` and its ``help``.
+
+    ``keyed=False``: the knob says where or how often to run, not what comes out (the
+    device, the data loader's workers, the seeds of a comparison), so it stays out of cache keys."""
+    return field(default=default, metadata=dict(low=low, high=high, choices=choices, keyed=keyed, help=help))
+
+
+def _datasets() -> tuple[str, ...]:
+    from tutorial_lib import data
+
+    return tuple(data.names())
+
+
+def _archs() -> tuple[str, ...]:
+    from tutorial_lib.models import vgg
+
+    return tuple(vgg.VGG_SIGNATURES)
+
+
+def _platforms() -> tuple[str, ...]:
+    from tutorial_lib.measure import platforms
+
+    return tuple(platforms.available())
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A frozen group of knobs, checked on construction (and so on :meth:`replace`)."""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _check(f, hints[f.name], getattr(self, f.name)))
+
+    def replace(self, **changes: Any):
+        """A checked copy with some knobs changed."""
+        return dataclasses.replace(self, **changes)
+
+    def keyed(self) -> dict[str, Any]:
+        """The knobs that change what a run produces (the part of a cache key this recipe gives)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata["keyed"]}
+
+
+def _check(f: dataclasses.Field, hint: Any, value: Any) -> Any:
+    name, meta = f.name, f.metadata
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    kind = typing.get_origin(hint) or hint
+    if kind in (typing.Union, types.UnionType):
+        hint = next(a for a in args if a is not type(None))
+        kind = typing.get_origin(hint) or hint
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"parameter {name!r} may not be None")
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"parameter {name!r} must be True or False, got {value!r}")
+        return value
+    if kind is tuple:
+        value = _numbers(name, value, whole=typing.get_args(hint)[0] is int)
+        if name == "bounds_batches" and (not value or min(value) < 1):
+            raise ValueError(f"parameter {name!r} = {value!r} is not valid: give one or more batch sizes >= 1")
+        return value
+    if kind is int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"parameter {name!r} must be a whole number, got {value!r}")
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"parameter {name!r} must be a number, got {value!r}")
+        value = float(value)
+    elif not isinstance(value, str):
+        raise ValueError(f"parameter {name!r} must be a string, got {value!r}")
+    if meta["low"] is not None and not (meta["low"] <= value <= meta["high"]):
+        raise ValueError(
+            f"parameter {name!r} = {value!r} is out of range: valid values lie in "
+            f"[{meta['low']:g}, {meta['high']:g}]" + (f" ({meta['help']})" if meta["help"] else "")
+        )
+    choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
+    if choices is not None and value not in choices:
+        raise ValueError(f"parameter {name!r} = {value!r} is not known; valid choices: {', '.join(choices)}")
+    if name == "device":
+        return _check_device(value)
+    if name in ("depth_height", "depth_width") and value % DEPTH_DIVISOR:
+        lo = value // DEPTH_DIVISOR * DEPTH_DIVISOR
+        nearest = " or ".join(str(v) for v in (lo, lo + DEPTH_DIVISOR) if v > 0)
+        raise ValueError(f"parameter {name!r} = {value} is not valid: {DEPTH_DIVISOR} must divide monodepth's "
+                         f"input height and width (seven stride-2 convs); nearest valid: {nearest}")
+    return value
+
+
+def _numbers(name: str, value: Any, whole: bool) -> tuple:
+    """A tuple of numbers >= 0: whole ones sorted (epochs, batch sizes), or floats in order."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = (value,)
+    ok = (int,) if whole else (int, float)
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(v, ok) and not isinstance(v, bool) and v >= 0 for v in value
+    ):
+        what = "list of epoch numbers" if whole else "list of numbers"
+        raise ValueError(f"parameter {name!r} must be a {what} >= 0, got {value!r}")
+    return tuple(sorted(value)) if whole else tuple(float(v) for v in value)
+
+
+def _check_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise ValueError(f"parameter 'device' = {device!r} is not known; valid choices: cpu, cuda, cuda:N, auto")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available here; valid choices: cpu, auto")
+    return device
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What ``train.fit`` trains by: epochs, batch size and SGD's schedule (the baseline's, or
+    one a step derives from it, e.g. stretched to other epochs)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    milestones: tuple[int, ...] = ()
+    lr_gamma: float = 0.1
+
+    def replace(self, **changes: Any) -> "Schedule":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Run(Recipe):
+    """Where and with which seed a lesson runs; ``seed``, ``threads`` and ``max_steps`` key every artifact."""
+
+    seed: int = knob(0, 0, 2**31 - 1)
+    seeds: int = knob(3, 1, 100, keyed=False,
+                      help="seeds of every ranked comparison (seed, seed + 1, ...): mean ± sd")
+    threads: int = knob(2, 1, 256, help="torch CPU threads (fixed for reproducible timings)")
+    max_steps: int | None = knob(None, 1, 10**9, help="stop each training run after N steps")
+    device: str = knob("cpu", keyed=False, help="cpu, cuda, cuda:N or auto")
+    num_workers: int = knob(0, 0, 64, keyed=False)
+    data_root: str | None = knob(None, keyed=False, help="folder holding real datasets")
+    download: bool = knob(False, keyed=False, help="let torchvision download a missing dataset")
+
+
+@dataclass(frozen=True)
+class Baseline(Recipe):
+    """The classification task and the baseline every lesson starts from (data, VGG, SGD schedule)."""
+
+    dataset: str = knob("digits_m", choices=_datasets, help="dataset name")
+    train_limit: int | None = knob(None, 1, 10**8, help="use only the first N training images")
+    test_limit: int | None = knob(None, 1, 10**8, help="use only the first N test images")
+    augment: bool = knob(False)
+    arch: str = knob("vgg19", choices=_archs, help="VGG depth")
+    width: float = knob(0.25, 1 / 64, 4.0, help="channel width multiplier")
+    # lr 0.02: at 0.05 this 19-layer VGG sat at chance for four of its ten epochs; at 0.02 it
+    # learns from the first epoch, so eight epochs reach about as far (lesson 01 measures it)
+    epochs: int = knob(8, 0, 1000, help="training epochs of the baseline")
+    batch_size: int = knob(64, 1, 4096)
+    lr: float = knob(0.02, 1e-6, 10.0, help="SGD learning rate")
+    momentum: float = knob(0.9, 0.0, 0.999)
+    weight_decay: float = knob(5e-4, 0.0, 0.1)
+    milestones: tuple[int, ...] = knob((6, 7), help="epochs at which the lr is multiplied by lr_gamma")
+    lr_gamma: float = knob(0.1, 1e-4, 1.0)
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule(self.epochs, self.batch_size, self.lr, self.momentum, self.weight_decay, self.milestones,
+                        self.lr_gamma)
+
+
+@dataclass(frozen=True)
+class Gates(Recipe):
+    """The channel gates' own settings, shared by lessons 01, 02 and 04."""
+
+    mask_lr: float = knob(0.01, 1e-6, 10.0, help="learning rate of the mask logits")
+    mask_loss: str = knob("filter_sum", choices=("layer_mean", "filter_sum"), help="mask term by name")
+
+
+@dataclass(frozen=True)
+class MaskRun(Recipe):
+    """Lesson 01: a short run in which a sparsity term on the masks turns channels off."""
+
+    mask_epochs: int = knob(4, 0, 1000)
+    mask_lambda: float = knob(1.0, 0.0, 1000.0, help="weight of the mask sparsity term")
+    mask_weight_lr: float = knob(0.01, 1e-6, 10.0, help="learning rate of the weights during the mask run")
+
+
+@dataclass(frozen=True)
+class Objective(Recipe):
+    """The joint objective's weights (task + KD + lambda x mask term), shared by lessons 02 and 04."""
+
+    task_weight: float = knob(10.0, 0.0, 1000.0, help="weight of the cross-entropy term")
+    kd_weight: float = knob(1.0, 0.0, 1000.0, help="weight of the KD term (teacher = frozen baseline)")
+    kd_temperature: float = knob(4.0, 0.1, 100.0, help="KD temperature T")
+
+
+@dataclass(frozen=True)
+class Joint(Recipe):
+    """Lesson 02: joint pruning, the compared methods' budget and the accuracy/size frontier."""
+
+    prune_epochs: int = knob(6, 0, 1000, help="epochs of joint pruning (and the budget of every compared method)")
+    prune_lambda: float = knob(0.025, 0.0, 1000.0, help="weight of the mask term in joint pruning")
+    prune_lr: float = knob(0.001, 1e-7, 10.0, help="learning rate of the weights in joint pruning and fine-tuning")
+    scratch_epochs: int | None = knob(None, 1, 1000, help="epochs of lesson 02's from-scratch twins (None: the "
+                                      "baseline's epochs, the schedule a network trained from scratch gets)")
+    # 0.1 closed every layer but one to a single filter at 24x24, so the frontier stops at
+    # 0.05, which is also lesson 05's pruned student (one pruning, cached, for both)
+    frontier_lambdas: tuple[float, ...] = knob((0.01, 0.05), keyed=False,
+                                               help="extra mask-term weights for the accuracy/size frontier")
+
+
+@dataclass(frozen=True)
+class Students(Recipe):
+    """Lesson 05: the plain shallower student (vgg8) at this width multiplier of VGG's widths, and
+    the students' epochs (the baseline's lr milestones scaled to them)."""
+
+    student_width: float = knob(0.125, 1 / 64, 4.0, help="width multiplier of lesson 05's vgg8 student")
+    student_epochs: int = knob(4, 1, 1000, help="training epochs of lesson 05's students")
+    # lambda 0.05, the frontier's hardest budget (about 10% of the teacher's parameters),
+    # where distillation has the most to give
+    student_lambda: float | None = knob(0.05, 0.0, 1000.0, help="mask-term weight of lesson 05's joint-pruned "
+                                        "student (None: the strongest of frontier_lambdas)")
+
+
+@dataclass(frozen=True)
+class Signatures(Recipe):
+    """Lesson 04's study of the cost space: latency bounds and random signatures trained from scratch."""
+
+    bounds_batches: tuple[int, ...] = knob((1, 16, 64), help="batch sizes of lesson 04's latency bounds "
+                                           "(whole numbers >= 1)")
+    signature_count: int = knob(8, 0, 10000, help="random signatures trained in lesson 04")
+    signature_epochs: int = knob(3, 0, 1000, help="epochs each random signature trains from scratch")
+    signature_train_limit: int | None = knob(None, 1, 10**8, help="random signatures train on the first N "
+                                             "training images")
+    signature_lr: float = knob(1e-3, 1e-6, 10.0, help="Adam learning rate of the random signatures")
+    signature_repeats: int = knob(2, 0, 100, help="extra seeds one random signature is retrained with (noise)")
+
+
+@dataclass(frozen=True)
+class Constraints(Recipe):
+    """Lesson 04: platform-aware constrained pruning (budgets on parameters, FLOPs, latency)."""
+
+    budget_params: int | None = knob(None, 1, 10**10, help="parameter budget as a count "
+                                     "(None: budget_params_fraction of the full model)")
+    budget_params_fraction: float = knob(0.1, 1e-6, 1.0, help="parameter budget, fraction of the full model")
+    budget_flops_fraction: float = knob(0.25, 1e-6, 1.0, help="FLOP budget, fraction of the full model")
+    budget_latency_fraction: float = knob(0.5, 1e-6, 1.0, help="latency budget, fraction of the full model's")
+    latency_platform: str = knob("torch-cpu-1t", choices=_platforms, help="platform of the latency budget")
+    latency_batch: int = knob(1, 1, 4096, help="batch size of the latency budget")
+    latency_margin: float = knob(0.925, 0.5, 1.0, help="the latency loop aims its table estimate at this "
+                                 "fraction of the budget")
+    constrained_epochs: int = knob(6, 1, 10000, help="max epochs of each adaptive constrained run")
+    constrained_lr: float = knob(1e-3, 1e-7, 1.0, help="Adam learning rate of the adaptive constrained loop")
+    constrained_lambda: float = knob(1.0, 0.0, 1000.0, help="weight of the mask term in the constrained loop")
+
+
+@dataclass(frozen=True)
+class Depth(Recipe):
+    """Lesson 03: the stereo pairs and the monodepth (VGG encoder-decoder) baseline trained on them."""
+
+    depth_data: str = knob("synthetic", choices=("synthetic", "kitti"), help="lesson 03's stereo pairs")
+    depth_height: int = knob(128, 1, 4096, help="monodepth input height (128 must divide it)")
+    depth_width: int = knob(256, 1, 8192, help="monodepth input width (128 must divide it)")
+    depth_train_pairs: int | None = knob(256, 1, 10**7, help="stereo pairs to train on (synthetic: rendered; "
+                                         "kitti: first N of the list)")
+    depth_test_pairs: int | None = knob(32, 1, 10**6, help="test pairs (synthetic: rendered; kitti: first N)")
+    depth_model_width: float = knob(1 / 8, 1 / 64, 4.0, help="channel width multiplier of monodepth")
+    depth_epochs: int = knob(16, 0, 1000, help="training epochs of the monodepth baseline")
+    depth_lr: float = knob(1e-3, 1e-7, 1.0, help="Adam learning rate of the monodepth baseline")
+    depth_batch_size: int = knob(4, 1, 4096)
+
+    @property
+    def schedule(self) -> Schedule:
+        """Monodepth's epochs, batch and Adam rate (its optimizer and halving schedule are its own)."""
+        return Schedule(self.depth_epochs, self.depth_batch_size, self.depth_lr)
+
+
+@dataclass(frozen=True)
+class DepthPruning(Recipe):
+    """Lesson 03: joint pruning of the monodepth baseline.
+
+    Tutorial defaults: a priced mask term (FLOPs count: frames per second live at full
+    resolution); weights at the baseline's final rate, so the first epochs' closures do not
+    throw it off its solution; disparity KD from the baseline and slow gates (Adam 1e-3 on the
+    logits), so that the gates close only as fast as the teacher can show which filters the
+    disparities need; lambda 20 sits inside the band that prunes >= 75% without losing the
+    image (10 kept too much on one mask seed, 30 collapsed the first encoder convs on one CPU:
+    see lesson 03)."""
+
+    depth_prune_epochs: int = knob(6, 0, 1000, help="epochs of joint pruning of monodepth")
+    depth_prune_lambda: float = knob(20.0, 0.0, 1000.0, help="weight of the mask term in monodepth's joint pruning")
+    depth_mask_loss: str = knob("cost_sum", choices=("layer_mean", "filter_sum", "cost_sum"),
+                                help="monodepth's mask term by name (masks.SPARSITY_LOSSES)")
+    depth_mask_lr: float = knob(0.001, 1e-7, 10.0, help="Adam learning rate of the mask logits in monodepth pruning")
+    depth_prune_lr: float = knob(2.5e-4, 1e-7, 1.0, help="Adam learning rate of monodepth's weights in joint pruning")
+    depth_kd_weight: float = knob(1.0, 0.0, 1000.0, help="weight of disparity distillation from the baseline in "
+                                  "monodepth's joint pruning (0: none, as published)")
+
+
+# A Config's recipes, by the attribute that holds each.
+RECIPES: dict[str, type[Recipe]] = {
+    "run": Run, "baseline": Baseline, "gates": Gates, "mask_run": MaskRun, "objective": Objective,
+    "joint": Joint, "students": Students, "signatures": Signatures, "constraints": Constraints,
+    "depth": Depth, "depth_pruning": DepthPruning,
+}
