@@ -180,3 +180,34 @@ def test_kept_channels_table():
     table = masks.kept_channels(masked)
     row = table[table.layer == "features.7"].iloc[0]
     assert (row.kept, row.total, row.kept_pct) == (9, 12, 75.0)
+
+
+class _PoolThenBN(nn.Module):
+    """conv1 -> BN -> ReLU -> pool -> BN -> conv2: a closed channel of conv1 leaves the second
+    batch norm as its shift, not as zero, so conv2 still reads it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.pool, self.bn2 = nn.MaxPool2d(2), nn.BatchNorm2d(4)
+        self.conv2, self.bn3 = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.head = nn.Linear(4 * 4 * 4, 2)
+
+    def forward(self, x):
+        x = self.bn2(self.pool(torch.relu(self.bn1(self.conv1(x)))))
+        return self.head(torch.flatten(self.pool(torch.relu(self.bn3(self.conv2(x)))), 1))
+
+
+def test_a_batch_norm_after_the_mask_keeps_its_channels():
+    from tutorial_lib import graph
+
+    net = _PoolThenBN()
+    with torch.no_grad():
+        net.bn2.bias.fill_(1.0)  # a zero channel leaves bn2 as 1
+    masked = masks.insert_masks(net)
+    assert list(masks.masks_of(masked)) == ["conv2"]  # conv1's zeros would not reach conv2 as zeros
+    conv2 = next(n for n in masked.graph.nodes if n.target == "conv2")
+    assert graph.channel_sources(masked, conv2, masks._is_mask) == [(None, 4)]
+    assert masks.estimate(masked, (1, 3, 16, 16))["params_kept"] == metrics.count_parameters(net)
+    with pytest.raises(ValueError, match="conv1's channels cannot be masked: .*'bn2'"):
+        masks.insert_masks(_PoolThenBN(), layers=["conv1"])

@@ -190,3 +190,22 @@ def test_loss_terms_assemble_in_order_and_leave_out_what_does_not_apply():
     out = plain(masked, x, None, masked(x))
     assert list(out) == ["mask", "kd"] and torch.equal(out["mask"], 0.5 * masks.sparsity_loss(masked, "layer_mean"))
     assert terms.assemble(kd=None) is None
+
+
+def test_max_steps_limits_the_whole_run_and_survives_a_resume(smoke_cfg, tmp_path):
+    cfg = smoke_cfg.replace(epochs=3, train_limit=64, batch_size=32, max_steps=3)  # two steps an epoch
+    bundle = data.load(cfg)
+
+    def steps_taken(epochs, folder):
+        model = models.build(cfg, bundle.num_classes)
+        optimizer = train.sgd(model.parameters(), cfg.baseline.schedule)
+        counted = []
+        optimizer.register_step_post_hook(lambda *a: counted.append(1))
+        history = train.fit(model, bundle, cfg.baseline.schedule, cfg.run, epochs=epochs, optimizer=optimizer,
+                            checkpoint_dir=folder)
+        return len(counted), history
+
+    assert steps_taken(3, None)[0] == 3  # epoch 1: two steps, epoch 2: one, epoch 3: none
+    first, _ = steps_taken(1, tmp_path)  # killed after epoch 1 ...
+    resumed, history = steps_taken(3, tmp_path)  # ... and resumed: the limit remembers the two steps done
+    assert (first, resumed, len(history)) == (2, 1, 2)

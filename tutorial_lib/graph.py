@@ -2,8 +2,10 @@
 
 A channel mask placed after ``conv -> BN -> activation`` switches off output channels of
 that conv; the *next* layer's input channels go with them. Which mask feeds which layer
-is read by walking the traced graph backwards through channel-preserving operations
-(batch norm, activations with f(0) = 0, pooling, dropout, flatten). The same walk tells
+is read by walking the traced graph backwards through operations that keep a zero channel
+zero (activations with f(0) = 0, pooling, dropout, flatten); a batch norm between a mask and
+the next layer maps a zero channel to its shift, so that mask's channels cannot be removed
+and it is not placed (:func:`zeros_reach_consumers`). The same walk tells
 ``masks.insert_masks`` where a mask belongs, and is what physical removal (packing)
 builds on, so that no model needs a hand-written rule.
 """
@@ -19,11 +21,13 @@ from torch import fx, nn
 # Activations with f(0) = 0: masking before or after them gives the same result.
 ZERO_PRESERVING_MODULES = (nn.ReLU, nn.ReLU6, nn.ELU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Hardswish, nn.Tanh)
 ZERO_PRESERVING_FUNCTIONS = {F.relu, F.relu6, F.elu, F.leaky_relu, F.gelu, F.silu, torch.relu, torch.tanh, F.hardswish}
-# Operations that keep channel c in channel c (and map zero channels to zero channels).
-CHANNEL_PRESERVING_MODULES = ZERO_PRESERVING_MODULES + (
-    nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
+# Operations that keep channel c in channel c and a zero channel zero.
+ZERO_CHANNEL_MODULES = ZERO_PRESERVING_MODULES + (
+    nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
     nn.Dropout, nn.Dropout2d, nn.Identity, nn.Flatten, nn.Upsample,
 )
+# ... and batch norm, which keeps channel c in channel c but maps zero to beta - gamma * mean / std.
+CHANNEL_PRESERVING_MODULES = ZERO_CHANNEL_MODULES + (nn.BatchNorm2d,)
 CHANNEL_PRESERVING_FUNCTIONS = ZERO_PRESERVING_FUNCTIONS | {
     torch.flatten, F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.interpolate, F.dropout, operator.getitem,
 }
@@ -47,9 +51,10 @@ def module_of(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
     return gm.get_submodule(node.target) if node.op == "call_module" else None
 
 
-def is_channel_preserving(gm: fx.GraphModule, node: fx.Node) -> bool:
+def is_channel_preserving(gm: fx.GraphModule, node: fx.Node, zeros: bool = False) -> bool:
+    """Whether ``node`` keeps channel c in channel c (``zeros``: and a zero channel zero)."""
     if node.op == "call_module":
-        return isinstance(module_of(gm, node), CHANNEL_PRESERVING_MODULES)
+        return isinstance(module_of(gm, node), ZERO_CHANNEL_MODULES if zeros else CHANNEL_PRESERVING_MODULES)
     if node.op == "call_function":
         return node.target in CHANNEL_PRESERVING_FUNCTIONS
     if node.op == "call_method":
@@ -105,7 +110,8 @@ def channel_sources(gm: fx.GraphModule, node: fx.Node, is_mask) -> list[tuple[st
     """Where the input channels of ``node`` (a conv or linear) come from, in order: a list of
     ``(mask name, channels)`` segments, ``mask name`` None for channels no mask controls.
 
-    Walks back through zero-preserving, channel-preserving operations; a ``torch.cat`` along
+    Walks back through operations that keep a zero channel zero (not through a batch norm:
+    channels that pass one are no longer a mask's zeros); a ``torch.cat`` along
     the channels joins the segments of its inputs (monodepth's skip connections), so the
     layer after a concatenation loses exactly the channels removed on each branch.
     """
@@ -117,11 +123,31 @@ def channel_sources(gm: fx.GraphModule, node: fx.Node, is_mask) -> list[tuple[st
             return [(current.target, module_of(gm, current).channels)]
         if _is_channel_cat(current):
             return [seg for part in current.args[0] for seg in walk(part)]
-        if is_channel_preserving(gm, current):
+        if is_channel_preserving(gm, current, zeros=True):
             return walk(current.args[0] if current.args else None)
         return [(None, _width(gm, current))]
 
     return walk(node.args[0] if node.args else None)
+
+
+def zeros_reach_consumers(gm: fx.GraphModule, node: fx.Node) -> str | None:
+    """None when a zero channel of ``node``'s output is still zero wherever it is consumed (the
+    input of a conv or linear, through operations that keep zeros, or a channel concatenation);
+    else the name of the first node where it stops being zero (a batch norm, an addition),
+    the reason its channels could not be removed."""
+    for user in node.users:
+        mod = module_of(gm, user)
+        if user.op == "output" or user.op == "call_method" and user.target == "size" or user.target is getattr:
+            continue  # the model's output keeps the zeros; a shape read does not read values
+        if isinstance(mod, (nn.Conv2d, nn.Linear)) and user.args[0] is node:
+            continue
+        if _is_channel_cat(user) or is_channel_preserving(gm, user, zeros=True):
+            blocked = zeros_reach_consumers(gm, user)
+            if blocked is None:
+                continue
+            return blocked
+        return user.name
+    return None
 
 
 def producer(gm: fx.GraphModule, node: fx.Node, types: tuple[type, ...]) -> fx.Node | None:

@@ -92,7 +92,10 @@ def insert_masks(model: nn.Module, init_high: float = 0.01, seed: int = 0,
     one, e.g. monodepth's encoder convs and upconvs, else every conv).
 
     The mask goes after the conv's BN and zero-preserving activation (conv -> BN -> ReLU
-    -> mask); since ReLU(0) = 0 this is the same as masking the BN output. The returned
+    -> mask); since ReLU(0) = 0 this is the same as masking the BN output. A conv whose
+    zeros would not reach the next layers as zeros (a batch norm or an addition on the way,
+    ``graph.zeros_reach_consumers``) gets no mask: its channels could not be removed; naming
+    it in ``layers`` is an error. The returned
     module shares its weights with ``model``; masks live under ``.masks``. Their initial
     logits are drawn from ``seed``, so the same call gives the same masks.
     """
@@ -113,6 +116,12 @@ def insert_masks(model: nn.Module, init_high: float = 0.01, seed: int = 0,
         if not isinstance(conv, nn.Conv2d) or (layers is not None and node.target not in layers):
             continue
         site = graph.mask_site(gm, node)
+        blocked = graph.zeros_reach_consumers(gm, site)
+        if blocked is not None:
+            if layers is not None:
+                raise ValueError(f"{node.target}'s channels cannot be masked: a zero channel is no longer zero at "
+                                 f"{blocked!r} (a batch norm or an addition), so removing it would change the output")
+            continue
         name = "masks." + node.target.replace(".", "_")
         gm.add_submodule(name, ChannelMask(conv.out_channels, init_high, node.target, generator))
         with gm.graph.inserting_after(site):

@@ -160,7 +160,7 @@ def fit(
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(schedule.milestones), schedule.lr_gamma)
     train_loader, test_loader = data.loaders(bundle, schedule.batch_size, run, generator)
     history: list[dict] = []
-    start = 0
+    start = steps = 0
     last = Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None
     if last is not None and last.exists():
         state = checkpoint.load(last, model, map_location=device)
@@ -168,9 +168,10 @@ def fit(
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
         generator.set_state(state["generator"])
-        history, start = state["meta"]["history"], state["meta"]["epoch"]
-    steps = 0
+        history, start, steps = state["meta"]["history"], state["meta"]["epoch"], state["meta"].get("steps", 0)
     for epoch in range(start, epochs):
+        if run.max_steps is not None and steps >= run.max_steps:
+            break  # the run's step limit counts over all its epochs, resumed ones included
         model.train()
         t0 = time.perf_counter()
         sums: dict[str, float] = {}
@@ -206,7 +207,7 @@ def fit(
                 last, model,
                 state={"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                        "rng": torch.get_rng_state(), "generator": generator.get_state()},
-                meta={"epoch": epoch + 1, "history": history, "schedule": dataclasses.asdict(schedule),
+                meta={"epoch": epoch + 1, "steps": steps, "history": history, "schedule": dataclasses.asdict(schedule),
                       "run": dataclasses.asdict(run)},
             )
     return pd.DataFrame(history)
