@@ -80,3 +80,20 @@ def test_every_name_of_a_parameters_cell_is_declared(nb):
     lines = [line for line in "".join(cell["source"]).splitlines() if line and not line.startswith("#")]
     assert parameters.declared(nb) == [line.split("=")[0].strip() for line in lines]
     assert parameters.declared(nb)[0] == "profile"
+
+
+def test_every_try_this_command_names_parameters_its_lesson_declares():
+    import json
+    import re
+
+    for nb in run.notebooks():
+        cells = json.loads(nb.read_text())["cells"]
+        tries = ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"
+                 and "".join(c["source"]).startswith("## Try this")]
+        assert len(tries) == 1, f"{nb.name} ends without its Try this exercises"
+        commands = re.findall(r"`(\.venv/bin/python -m tutorial_lib\.run [^`]+)`", tries[0])
+        assert len(commands) >= 2
+        for command in commands:
+            assert f"--only {nb.name[:2]}" in command, command
+            for name in re.findall(r"-p (\w+) ", command):
+                assert name in parameters.declared(nb), f"{nb.name}: {name} is not a parameter of the lesson"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from tutorial_lib import paths, profiles, tables
+from tutorial_lib import paths, profiles, scorecard, tables
 from tutorial_lib.measure import timer
 
 LESSON_TITLES = {
@@ -64,6 +64,11 @@ def build(profile: str) -> Path:
     wall = timings(profile)
     if wall:
         lines += ["", "| notebook | wall time (s) |", "|---|---|"] + [f"| {k} | {v:.1f} |" for k, v in wall.items()]
+    card = scorecard.card(folder / "tables")
+    if len(card):
+        lines += ["", "## The seed's claims: scorecard", "",
+                  "Computed from the tables below (`tutorial_lib.scorecard`); each verdict says how it was judged.",
+                  "", card.to_markdown(index=False)]
     lines.append("")
     current = None
     for item in tables.manifest(profile):

@@ -155,6 +155,11 @@ class Publisher:
         self.lesson, self.profile, self.dataset, self.seed = lesson, profile, dataset, seed
         self.published = 0
 
+    @property
+    def folder(self) -> Path:
+        """Where this lesson's tables are written (``results/<profile>/tables``)."""
+        return paths.results_dir(self.profile) / "tables"
+
     def _next(self) -> int:
         self.published += 1
         return self.published

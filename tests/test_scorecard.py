@@ -1,0 +1,75 @@
+"""The claim scorecard reads the lessons' tables: judged on copies of the committed ones, and
+on edited copies that must flip each verdict."""
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from tutorial_lib import report, reproduce, scorecard, tables
+
+
+@pytest.fixture
+def committed(tmp_path):
+    folder = tmp_path / "tables"
+    shutil.copytree(reproduce.committed_dir(), folder, ignore=shutil.ignore_patterns("seed*", "kernels"))
+    return folder
+
+
+def _edit(folder, name, row_column, column, row_label, value):
+    df = pd.read_csv(folder / f"{name}.csv")
+    df.loc[df[row_column].astype(str).str.startswith(row_label), column] = value
+    df.to_csv(folder / f"{name}.csv", index=False)
+
+
+def test_every_claim_is_judged_from_the_committed_tables(committed):
+    card = scorecard.card(committed)
+    assert list(card.columns) == scorecard.COLUMNS
+    assert len(card) == len(scorecard.CLAIMS) == 7
+    assert set(card["verdict"]) <= {scorecard.REPRODUCED, scorecard.NOT_REPRODUCED, scorecard.NOISE}
+    assert list(scorecard.card(committed, lesson="04")["lesson"]) == ["04"] * 3
+    assert (card["published"] != "").all() and (card["how judged"] != "").all()
+
+
+def test_verdicts_follow_the_tables(committed):
+    def verdict(claim):
+        card = scorecard.card(committed)
+        return card.loc[card["claim"] == claim, "verdict"].iloc[0]
+
+    joint = "joint pruning beats the same signature trained from scratch"
+    assert verdict(joint) == scorecard.REPRODUCED
+    _edit(committed, "02_ranking", "method", "top-1 % mean", "Same pruned architecture, from scratch", 83.0)
+    assert verdict(joint) == scorecard.NOISE  # 83.06 against 83.0: inside two standard errors
+    _edit(committed, "02_ranking", "method", "top-1 % mean", "Same pruned architecture, from scratch", 90.0)
+    assert verdict(joint) == scorecard.NOT_REPRODUCED
+
+    depth = "pruned monodepth is faster at <= 2 points of D1-all"
+    _edit(committed, "03_fps", "model", "FPS torch-cpu-1t (ours)", "Speedup", 1.5)
+    _edit(committed, "03_fps", "model", "FPS torch-cpu-2t (ours)", "Speedup", 1.5)
+    assert verdict(depth) == scorecard.REPRODUCED  # >= 0.85 of the 1.55x / 1.58x ceilings
+    _edit(committed, "03_monodepth", "model", "D1-all % (synthetic stereo)", "pruned", 30.0)
+    assert verdict(depth) == scorecard.NOT_REPRODUCED  # D1-all 6.8 points worse
+
+    budget = "constrained pruning meets its budget with a small loss"
+    df = pd.read_csv(committed / "04_constrained.csv")
+    top1 = next(c for c in df.columns if c.startswith("top-1"))
+    df.loc[1:, top1] = 86.0
+    df.loc[3, "reached / budget"] = "0.9 (measured)"
+    df.to_csv(committed / "04_constrained.csv", index=False)
+    assert verdict(budget) == scorecard.REPRODUCED
+
+
+def test_a_claim_whose_tables_are_missing_is_left_out(committed):
+    (committed / "05_distillation.csv").unlink()
+    assert "05" not in set(scorecard.card(committed)["lesson"])
+    with pytest.raises(FileNotFoundError, match="05_distillation is not in"):
+        scorecard.Tables(committed)("05_distillation")
+
+
+def test_the_report_opens_with_the_scorecard(committed, monkeypatch, tmp_path):
+    monkeypatch.setenv("TUTORIAL_RESULTS", str(tmp_path / "results"))
+    folder = tmp_path / "results" / "smoke"
+    shutil.copytree(committed, folder / "tables")
+    text = report.build("smoke").read_text()
+    assert "## The seed's claims: scorecard" in text and "distillation helps a pruned student" in text
+    assert tables.published_value("vgg19_cifar100", "Joint end-to-end pruning", "top1") == 73.45

@@ -1,0 +1,187 @@
+"""The claim scorecard: each of the seed's claims, our figure beside the published one, and a
+verdict, computed from the tables the lessons wrote (never typed).
+
+A verdict is ``reproduced``, ``not reproduced`` or ``inside the noise``. Gaps between methods
+are judged as the lessons judge them (two standard errors of the gap over the seeds,
+``seeds.verdict``); a claim with a threshold (a D1-all rise, a budget, a speedup) names it in
+its ``how judged`` column. A lesson prints its own claims in its closing cell; ``REPORT.md``
+prints them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from tutorial_lib import seeds, tables
+from tutorial_lib.constraints import experiment as constraints_experiment
+
+REPRODUCED, NOT_REPRODUCED, NOISE = "reproduced", "not reproduced", "inside the noise"
+D1_RISE_MAX = 2.0  # points of D1-all the pruned monodepth may lose (the seed's claim)
+CEILING_SHARE = 0.85  # the pruned monodepth's speedup, as a share of the one-filter ceiling
+LATENCY_RATIO_MIN = 1.25  # two signatures within 20% in FLOPs, this much apart in latency: far beyond timing noise
+COLUMNS = ["lesson", "claim", "ours", "published", "verdict", "how judged"]
+
+
+class Tables:
+    """The CSV tables of one run (``results/<profile>/tables``), read by name (``02_ranking``)."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def __call__(self, name: str) -> pd.DataFrame:
+        path = self.folder / f"{name}.csv"
+        if not path.exists():
+            raise FileNotFoundError(f"table {name} is not in {self.folder}: run its lesson first")
+        return pd.read_csv(path)
+
+    def has(self, *names: str) -> bool:
+        return all((self.folder / f"{n}.csv").exists() for n in names)
+
+
+@dataclass(frozen=True)
+class Claim:
+    lesson: str
+    claim: str
+    needs: tuple[str, ...]  # the tables it is judged from
+    judge: Callable[[Tables], tuple[str, str, str, str]]  # -> (ours, published, verdict, how judged)
+
+
+def _word(v: str) -> str:
+    """A claim that one side is above: ``above`` reproduces it, ``below`` refutes it, a tie is noise."""
+    return {"above": REPRODUCED, "below": NOT_REPRODUCED}.get(v, NOISE)
+
+
+def _row(df: pd.DataFrame, column: str, label: str) -> pd.Series:
+    return df[df[column].astype(str).str.startswith(label)].iloc[0]
+
+
+def _gap(a: pd.Series, b: pd.Series, value: str) -> tuple[float, float, str]:
+    """Gap of mean ``value`` a - b, two standard errors of it over the seeds, and its verdict."""
+    n = int(min(a["seeds"], b["seeds"]))
+    gap = float(a[f"{value} mean"] - b[f"{value} mean"])
+    se = float(((a[f"{value} sd"] ** 2 + b[f"{value} sd"] ** 2) / n) ** 0.5)
+    return gap, 2 * se, seeds.verdict(gap, se, n)
+
+
+def _pm(r: pd.Series, value: str) -> str:
+    return f"{r[f'{value} mean']:.1f} ± {r[f'{value} sd']:.1f}"
+
+
+def _published_pair(row_a: str, row_b: str) -> str:
+    a = tables.published_value("vgg19_cifar100", row_a, "top1")
+    b = tables.published_value("vgg19_cifar100", row_b, "top1")
+    return f"{a} vs {b} (VGG19-BN, CIFAR-100, one run)"
+
+
+def _ranked(t: Tables, better: str, worse: str, published: tuple[str, str]) -> tuple[str, str, str, str]:
+    r = t("02_ranking")
+    a, b = _row(r, "method", better), _row(r, "method", worse)
+    gap, two_se, v = _gap(a, b, "top-1 %")
+    ours = f"{_pm(a, 'top-1 %')} vs {_pm(b, 'top-1 %')} (gap {gap:+.1f}, 2 SE {two_se:.1f}, {int(a['seeds'])} seeds)"
+    return ours, _published_pair(*published), _word(v), "top-1 gap beyond two standard errors over the seeds"
+
+
+def joint_beats_scratch(t: Tables):
+    return _ranked(t, "Joint end-to-end pruning", "Same pruned architecture, from scratch",
+                   ("Joint end-to-end pruning", "Same pruned architecture from scratch"))
+
+
+def kd_helps_scratch(t: Tables):
+    return _ranked(t, "Same pruned architecture, scratch + KD", "Same pruned architecture, from scratch",
+                   ("Same pruned architecture from scratch + KD", "Same pruned architecture from scratch"))
+
+
+def pruned_monodepth_faster(t: Tables):
+    depth, fps = t("03_monodepth"), t("03_fps")
+    d1 = next(c for c in depth.columns if c.startswith("D1-all") and "motorcycle" not in c)
+    rise = float(_row(depth, "model", "pruned")[d1] - _row(depth, "model", "baseline")[d1])
+    ours_cols = [c for c in fps.columns if c.endswith("(ours)")]
+    speed, ceiling = _row(fps, "model", "Speedup"), _row(fps, "model", "One filter")
+    reached = [float(speed[c]) >= CEILING_SHARE * float(ceiling[c]) for c in ours_cols]
+    ours = (f"D1-all {rise:+.1f} points; speedup " + " / ".join(f"{speed[c]:.2f}x" for c in ours_cols)
+            + f" on {' / '.join(c.split()[1] for c in ours_cols)} (one-filter ceiling "
+            + " / ".join(f"{ceiling[c]:.2f}x" for c in ours_cols) + "), one seed")
+    published = " / ".join(f"{speed[c]:.2f}x" for c in fps.columns if c.startswith("published")) + \
+        " (GTX 1080 Ti / TX2 / TX1, KITTI)"
+    verdict = REPRODUCED if rise <= D1_RISE_MAX and all(reached) else NOT_REPRODUCED
+    return ours, published, verdict, (f"D1-all rise <= {D1_RISE_MAX:g} points and speedup >= {CEILING_SHARE:g} "
+                                      "of the one-filter ceiling on every thread count, batch 1")
+
+
+def constrained_meets_budget(t: Tables):
+    c = t("04_constrained")
+    base = float(c.iloc[0][next(k for k in c.columns if k.startswith("top-1"))])
+    top1 = next(k for k in c.columns if k.startswith("top-1"))
+    runs = c.iloc[1:]
+    reached = [float(str(v).split()[0]) for v in runs["reached / budget"]]
+    band = [constraints_experiment.LATENCY_BAND if k == "latency" else constraints_experiment.RATIO_BAND
+            for k in runs["budget kind"]]
+    met = [lo <= r <= hi for r, (lo, hi) in zip(reached, band)]
+    published_loss = tables.published_value("vgg19_cifar100", "VGG19-BN baseline", "top1") - \
+        tables.published_value("constrained", "Adaptive constrained pruning", "top1")
+    losses = [base - float(v) for v in runs[top1]]
+    ours = "; ".join(f"{k}: {r:.3f} of budget, {-loss:+.1f} points" for k, r, loss in
+                     zip(runs["budget kind"], reached, losses)) + ", one seed"
+    verdict = REPRODUCED if all(met) and max(losses) <= published_loss else NOT_REPRODUCED
+    return ours, f"{-published_loss:+.1f} points at 2,004,846 parameters (VGG19-BN, CIFAR-100)", verdict, \
+        f"every budget in its band and no loss larger than the published {published_loss:.1f} points"
+
+
+def equal_cost_unequal_accuracy(t: Tables):
+    e = t("04_equal_cost")
+    parts = [f"{r['cost']}: {r['accuracy a']} vs {r['accuracy b']} (2 SE {r['2 SE of gap']})" for _, r in e.iterrows()]
+    beyond = e["gap beyond seed noise"].astype(str).str.lower().eq("true")
+    return "; ".join(parts), "shown on the seed's slides (no figure)", REPRODUCED if beyond.any() else NOISE, \
+        "an accuracy gap between signatures within 20% in cost, beyond two standard errors over the seeds"
+
+
+def flops_do_not_predict_latency(t: Tables):
+    sig = t("04_signatures")
+    platforms = [c[len("latency_ms["):-1] for c in sig.columns if c.startswith("latency_ms[")]
+    ratios = {}
+    for p in platforms:
+        pair = constraints_experiment.latency_spread_at_equal_flops(sig, p)
+        ratios[p] = float(pair["latency ratio"].iloc[0]) if len(pair) and pd.notna(pair["latency ratio"].iloc[0]) \
+            else float("nan")
+    ours = "; ".join(f"{p}: {r:.2f}x" for p, r in ratios.items()) + " latency apart at <= 20% apart in FLOPs"
+    verdict = REPRODUCED if ratios and all(r >= LATENCY_RATIO_MIN for r in ratios.values()) else NOT_REPRODUCED
+    return ours, "shown on the seed's slides (no figure)", verdict, \
+        f"two signatures within 20% in FLOPs at least {LATENCY_RATIO_MIN:g}x apart in median latency, every platform"
+
+
+def distillation_helps_pruned_student(t: Tables):
+    d = t("05_distillation")
+    pruned = d[d["student"].astype(str).str.startswith("joint-pruned")]
+    scratch, kd = _row(pruned, "method", "student from scratch"), _row(pruned, "method", "KD")
+    ours = (f"KD {kd['top-1 %']:.1f} ± {kd['top-1 sd (seeds)']:.1f} vs scratch {scratch['top-1 %']:.1f} ± "
+            f"{scratch['top-1 sd (seeds)']:.1f} (gain {kd['gain over scratch']:+.1f}, 2 SE {kd['2 SE of gain']:.1f})")
+    published = (f"{tables.published_value('vgg19_cifar100', 'Same pruned architecture from scratch + KD', 'top1')} vs "
+                 f"{tables.published_value('vgg19_cifar100', 'Same pruned architecture from scratch', 'top1')} "
+                 "(KD on the pruned VGG19-BN, CIFAR-100)")
+    return ours, published, _word(str(kd["verdict"])), "KD's gain over scratch beyond two standard errors over the seeds"
+
+
+CLAIMS = (
+    Claim("02", "joint pruning beats the same signature trained from scratch", ("02_ranking",), joint_beats_scratch),
+    Claim("02", "KD helps the from-scratch twin", ("02_ranking",), kd_helps_scratch),
+    Claim("03", "pruned monodepth is faster at <= 2 points of D1-all", ("03_monodepth", "03_fps"),
+          pruned_monodepth_faster),
+    Claim("04", "constrained pruning meets its budget with a small loss", ("04_constrained",),
+          constrained_meets_budget),
+    Claim("04", "equal cost does not mean equal accuracy", ("04_equal_cost",), equal_cost_unequal_accuracy),
+    Claim("04", "FLOPs do not predict latency", ("04_signatures",), flops_do_not_predict_latency),
+    Claim("05", "distillation helps a pruned student", ("05_distillation",), distillation_helps_pruned_student),
+)
+
+
+def card(folder: str | Path, lesson: str | None = None) -> pd.DataFrame:
+    """The scorecard of the run whose tables are in ``folder`` (``lesson``: its claims only);
+    a claim whose tables that run did not write is left out."""
+    t = Tables(folder)
+    rows = [[c.lesson, c.claim, *c.judge(t)] for c in CLAIMS
+            if (lesson is None or c.lesson == lesson) and t.has(*c.needs)]
+    return pd.DataFrame(rows, columns=COLUMNS)
