@@ -110,7 +110,7 @@ def test_every_method_trains_a_student(method, smoke_cfg):
     from tutorial_lib import data, models
     from tutorial_lib.distill import student as st
 
-    cfg = smoke_cfg.replace(max_steps=2)
+    cfg = smoke_cfg.replace(train_limit=64)  # two steps an epoch
     bundle = data.load(cfg)
     teacher = models.build(cfg, bundle.num_classes)
     student = vgg.VGG([4, "M", 8, "M", 16, "M", 32, "M", 32, "M"], num_classes=10)  # the teacher's stage widths

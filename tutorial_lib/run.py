@@ -8,7 +8,8 @@
 
 Executed notebooks go to ``results/<profile>/notebooks/``; wall times to ``timings.json``.
 Every parameter is checked against each notebook's parameters cell, and every value against
-its recipe, before the first one starts (``tutorial_lib.parameters``, ``tutorial_lib.recipes``). Progress bars are switched off (``TQDM_DISABLE``):
+its recipe, before the first one starts (``tutorial_lib.parameters``,
+``tutorial_lib.recipes``). Progress bars are switched off (``TQDM_DISABLE``):
 an executed notebook keeps its outputs, and a stored progress bar is noise in them.
 """
 

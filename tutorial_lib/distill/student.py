@@ -164,18 +164,20 @@ def train_student(
     try:
         if not spec.get("two_stage"):
             terms = {k: v for k, v in spec.items() if k in ("kd", "at", "fsp", "hint")}
-            return train.fit(student, bundle, schedule, cfg.run, epochs=epochs, optimizer=train.sgd(params, schedule),
-                             regularizer=make_regularizer(terms), checkpoint_dir=folder, desc=method,
-                             evaluate_each_epoch=False)
+            return train.fit(student, bundle, schedule, cfg.run, epochs=epochs,
+                             optimizer=train.sgd(params, schedule), regularizer=make_regularizer(terms),
+                             checkpoint_dir=folder, desc=method, evaluate_each_epoch=False)
         hint_epochs = max(1, epochs // 4) if epochs > 1 else 1  # with one epoch there is only the hint stage
         # stage 1: the hint alone (task weight 0) trains the student up to its guided layer
         first = train.fit(student, bundle, schedule.replace(epochs=hint_epochs, milestones=()), cfg.run,
-                          epochs=hint_epochs, optimizer=train.sgd(params, schedule), regularizer=make_regularizer({"hint": spec["hint"]}),
+                          epochs=hint_epochs, optimizer=train.sgd(params, schedule),
+                          regularizer=make_regularizer({"hint": spec["hint"]}),
                           checkpoint_dir=folder / "hint" if folder else None, desc="fitnet hint", task_weight=0.0,
                           evaluate_each_epoch=False)
         # stage 2: CE + KD on the whole student
         second = train.fit(student, bundle, schedule, cfg.run, epochs=epochs - hint_epochs,
-                           optimizer=train.sgd(student.parameters(), schedule), regularizer=make_regularizer({"kd": 1.0}),
+                           optimizer=train.sgd(student.parameters(), schedule),
+                           regularizer=make_regularizer({"kd": 1.0}),
                            checkpoint_dir=folder / "kd" if folder else None, desc="fitnet kd",
                            evaluate_each_epoch=False)
         if not second.empty:

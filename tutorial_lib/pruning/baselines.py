@@ -155,8 +155,8 @@ def slimming(baseline: nn.Module, bundle: data.DataBundle, cfg, budget: int, s: 
         return {"l1_gamma": s * sum(bn.weight.abs().sum() for bn in bns)}
 
     ft = finetune_schedule(cfg, sparse_epochs)
-    sparse_history = train.fit(model, bundle, ft, cfg.run, optimizer=train.sgd(model.parameters(), ft), regularizer=l1_gamma,
-                               desc="slimming sparse")
+    sparse_history = train.fit(model, bundle, ft, cfg.run, optimizer=train.sgd(model.parameters(), ft),
+                               regularizer=l1_gamma, desc="slimming sparse")
     masked = masks.insert_masks(model, seed=cfg.seed)
     masks.set_pattern(masked, select_global(masked, bn_scales(model), budget))
     return _finetune(pack(masked), bundle, cfg, cfg.prune_epochs - sparse_epochs, sparse_history)

@@ -83,9 +83,9 @@ def train_joint(
     # last epoch leaves a settled network (one stage, no separate fine-tuning).
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
     return train.fit(
-        model, bundle, schedule or cfg.baseline.schedule, cfg.run, epochs=epochs, optimizer=optimizer, scheduler=scheduler, regularizer=regularizer,
-        on_epoch_end=kept_share, checkpoint_dir=checkpoint_dir, desc=desc, task_weight=task_weight,
-        task=task,
+        model, bundle, schedule or cfg.baseline.schedule, cfg.run, epochs=epochs, optimizer=optimizer,
+        scheduler=scheduler, regularizer=regularizer, on_epoch_end=kept_share, checkpoint_dir=checkpoint_dir,
+        desc=desc, task_weight=task_weight, task=task,
     )
 
 
