@@ -25,7 +25,7 @@ def _edit(folder, name, row_column, column, row_label, value):
 def test_every_claim_is_judged_from_the_committed_tables(committed):
     card = scorecard.card(committed)
     assert list(card.columns) == scorecard.COLUMNS
-    assert len(card) == len(scorecard.CLAIMS) == 7
+    assert len(card) == len(scorecard.CLAIMS) == 8
     assert set(card["verdict"]) <= {scorecard.REPRODUCED, scorecard.NOT_REPRODUCED, scorecard.NOISE}
     assert list(scorecard.card(committed, lesson="04")["lesson"]) == ["04"] * 3
     assert (card["published"] != "").all() and (card["how judged"] != "").all()
@@ -57,6 +57,14 @@ def test_verdicts_follow_the_tables(committed):
     df.loc[3, "reached / budget"] = "0.9 (measured)"
     df.to_csv(committed / "04_constrained.csv", index=False)
     assert verdict(budget) == scorecard.REPRODUCED
+
+
+def test_a_claim_whose_rows_are_missing_says_so(committed):
+    df = pd.read_csv(committed / "02_ranking.csv")
+    df[~df["method"].str.startswith("L1-norm's signature")].to_csv(committed / "02_ranking.csv", index=False)
+    card = scorecard.card(committed, lesson="02").set_index("claim")
+    row = card.loc["the architecture joint pruning finds beats a uniform per-layer rate (both from scratch)"]
+    assert row["verdict"] == scorecard.NOT_JUDGED and "re-run lesson 02" in row["how judged"]
 
 
 def test_a_claim_whose_tables_are_missing_is_left_out(committed):

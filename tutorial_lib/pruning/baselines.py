@@ -162,13 +162,18 @@ def slimming(baseline: nn.Module, bundle: data.DataBundle, cfg, budget: int, s: 
     return _finetune(pack(masked), bundle, cfg, cfg.prune_epochs - sparse_epochs, sparse_history)
 
 
-def l1_norm(baseline: nn.Module, bundle: data.DataBundle, cfg, budget: int) -> tuple[nn.Module, dict]:
-    """Li et al.: remove the smallest-L1 filters of every layer at one rate, then fine-tune
-    for the whole pruning budget of epochs."""
+def l1_pruned(baseline: nn.Module, cfg, budget: int) -> nn.Module:
+    """Li et al.'s selection: a packed copy of the baseline without the smallest-L1 filters of
+    every layer, removed at one rate to ``budget`` parameters (not fine-tuned)."""
     model = copy.deepcopy(baseline)
     masked = masks.insert_masks(model, seed=cfg.seed)
     masks.set_pattern(masked, select_per_layer(masked, filter_l1(model), budget))
-    return _finetune(pack(masked), bundle, cfg, cfg.prune_epochs, None)
+    return pack(masked)
+
+
+def l1_norm(baseline: nn.Module, bundle: data.DataBundle, cfg, budget: int) -> tuple[nn.Module, dict]:
+    """Li et al.: :func:`l1_pruned`, then fine-tune for the whole pruning budget of epochs."""
+    return _finetune(l1_pruned(baseline, cfg, budget), bundle, cfg, cfg.prune_epochs, None)
 
 
 def _finetune(packed: nn.Module, bundle, cfg, epochs: int, before) -> tuple[nn.Module, dict]:

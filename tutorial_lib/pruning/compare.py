@@ -23,7 +23,7 @@ from tutorial_lib.pruning import baselines, joint
 from tutorial_lib.pruning.pack import pack
 
 PRUNED_RECIPES = ("baseline", "gates", "objective", "joint")  # what a cached joint-pruned model is made from
-METHODS = ("joint", "scratch", "scratch_kd", "slimming", "l1_norm")
+METHODS = ("joint", "scratch", "scratch_kd", "slimming", "l1_norm", "l1_scratch")
 # The frontier's methods: joint pruning, the criterion with a per-layer rate and the signature
 # from scratch. Network Slimming and scratch + KD are ranked at the main lambda only: the
 # frontier repeats each method once per lambda, and five per lambda do not fit a sitting.
@@ -38,6 +38,9 @@ METHOD_INFO = {
                    "Same pruned architecture from scratch + KD"),
     "slimming": ("Network Slimming (BN-gamma L1)", "yes (global threshold)", "yes", "Network Slimming (ICCV17)"),
     "l1_norm": ("L1-norm filter pruning", "yes (per-layer rate)", "yes", None),
+    # the control for "joint pruning finds a good architecture": L1-norm's uniform-rate
+    # signature at the same budget, trained from scratch like the joint signature's twin
+    "l1_scratch": ("L1-norm's signature, from scratch", "-", "-", None),
 }
 
 
@@ -108,8 +111,10 @@ def run_methods(baseline: nn.Module, bundle: data.DataBundle, cfg, lam: float | 
             model, history = baselines.scratch(spec, bundle, cfg, teacher=baseline if method == "scratch_kd" else None)
         elif method == "slimming":
             model, history = baselines.slimming(baseline, bundle, cfg, budget)
-        else:
+        elif method == "l1_norm":
             model, history = baselines.l1_norm(baseline, bundle, cfg, budget)
+        else:  # l1_scratch: the same L1-norm selection, its signature trained anew
+            model, history = baselines.scratch(baselines.l1_pruned(baseline, cfg, budget).spec(), bundle, cfg)
         acc, params, flops = evaluate_packed(model, bundle, cfg)
         results[method] = Result(method, model, acc, params, flops, history)
     return results
