@@ -1,6 +1,7 @@
 import dataclasses
 
 import pytest
+import torch
 
 from tutorial_lib import profiles
 
@@ -55,7 +56,7 @@ def test_bad_values_are_rejected_with_the_valid_choices(override, message):
 
 
 def test_cuda_is_rejected_when_absent(monkeypatch):
-    monkeypatch.setattr(profiles.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="CUDA is not available"):
         profiles.resolve("tutorial", device="cuda")
     assert profiles.resolve("paper").device == "cpu"  # auto falls back to the CPU

@@ -19,8 +19,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-import torch  # noqa: F401  (tests patch profiles.torch.cuda)
-
 from tutorial_lib import recipes
 from tutorial_lib.recipes import (Baseline, Constraints, Depth, DepthPruning, Gates, Joint, MaskRun, Objective,
                                   Recipe, Run, Signatures, Students)

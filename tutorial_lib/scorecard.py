@@ -124,8 +124,8 @@ def pruned_monodepth_faster(t: Tables):
 
 def constrained_meets_budget(t: Tables):
     c = t("04_constrained")
-    base = float(c.iloc[0][next(k for k in c.columns if k.startswith("top-1"))])
     top1 = next(k for k in c.columns if k.startswith("top-1"))
+    base = float(c.iloc[0][top1])
     runs = c.iloc[1:]
     reached = [float(str(v).split()[0]) for v in runs["reached / budget"]]
     band = [constraints_experiment.LATENCY_BAND if k == "latency" else constraints_experiment.RATIO_BAND
