@@ -202,3 +202,23 @@ def test_a_summary_row_is_held_to_the_spread_its_table_reports_beside_it(seeds):
     tol = reproduce.derive(seeds).set_index(["table", "row", "column"])
     assert tol.loc[("05_distillation", "at", "top-1 %"), "tolerance"] == pytest.approx(3 * 2 ** 0.5 * 19.88, abs=1e-3)
     assert tol.loc[("05_distillation", "kd", "top-1 %"), "tolerance"] == pytest.approx(3 * 2 ** 0.5 * 3.35, abs=1e-3)
+
+
+def test_a_verdict_that_rests_on_a_timing_is_never_compared_and_one_on_training_is(tmp_path):
+    """The 03 scorecard verdict flipped with the machine's speed and failed CI: a row that says
+    it rests on a timing is timed in every cell, in the derived tolerances and in the check."""
+    card = pd.DataFrame({"lesson": ["03", "04"], "claim": ["faster", "gap"], "verdict": ["not reproduced"] * 2,
+                         "rests on": ["timing", "training"]})
+    runs = []
+    for seed in range(3):
+        (tmp_path / f"s{seed}" / "tables").mkdir(parents=True)
+        card.to_csv(tmp_path / f"s{seed}" / "tables" / "03_scorecard.csv", index=False)
+        runs.append(tmp_path / f"s{seed}")
+    tol = reproduce.derive(runs)
+    status = tol.set_index(["row", "column"])["status"]
+    assert status[("03", "verdict")] == "timed" and status[("04", "verdict")] == "exact"
+    flipped = card.assign(verdict=["reproduced", "not reproduced"])
+    assert reproduce.compare({"03_scorecard": flipped}, {"03_scorecard": card}, tol).empty
+    assert reproduce.compare({"03_scorecard": flipped}, {"03_scorecard": card}, tol.iloc[:0]).empty
+    both = card.assign(verdict=["reproduced", "reproduced"])
+    assert list(reproduce.compare({"03_scorecard": both}, {"03_scorecard": card}, tol)["row"]) == ["04"]

@@ -10,8 +10,9 @@ A lesson's figures fall in three groups:
   training carries the last-bit difference into every trained number, much as another
   seed would. So they are compared with the committed tables within a tolerance per cell,
   derived from the spread of the same lesson re-run with other seeds (:func:`derive`).
-- **timed**: milliseconds, frames per second, speedups. They are printed figures and
-  never decide whether a check passes (:func:`is_timed`).
+- **timed**: milliseconds, frames per second, speedups, and every cell of a row that says it
+  rests on a timing (a scorecard verdict judged on a speedup). They are printed figures and
+  never decide whether a check passes (:func:`is_timed`, :func:`timed_rows`).
 
 The committed tables live in ``notebooks/tables/`` (copied from ``results/tutorial/tables``
 by ``make notebooks``), the tolerances in ``notebooks/tables/tolerances.csv``::
@@ -45,6 +46,7 @@ MIN_SEEDS = 3
 TIMED_TABLES = ("03_fps", "03_time_by_part", "04_bounds", "04_bounds_layers", "04_latency_table", "04_platform_speedups")
 TIMED = re.compile(r"(\bms\b|latency|speedup|\bfps\b|frames per second|seconds|s / epoch|wall|time|error_pct|"
                    r"estimate error)", re.I)  # an estimate's error is against a measured latency
+REST_COLUMN = "rests on"  # a row may say what it rests on; "timing" makes the whole row timed
 # Tables written only by sweeps that `make test` does not re-run (NBVAL_SKIP cells): checked
 # against the committed ones after `make tables`, not required after nbval.
 SWEEPS = ("02_frontier",)
@@ -75,6 +77,14 @@ def committed_dir() -> Path:
 def is_timed(table: str, label: str, column: str) -> bool:
     """Whether a cell is a timing (never compared): a timing table, or a timed row or column."""
     return table in TIMED_TABLES or bool(TIMED.search(str(column))) or bool(TIMED.search(str(label)))
+
+
+def timed_rows(df: pd.DataFrame) -> set[str]:
+    """Rows (named by :func:`row_names`) whose ``rests on`` column names a timing: a verdict a
+    timing can flip (the scorecard's speed and latency claims) is timed in every cell."""
+    if REST_COLUMN not in df.columns:
+        return set()
+    return {row for row, v in zip(row_names(df), df[REST_COLUMN].astype(str)) if "timing" in v}
 
 
 def kind_of(label: str, column: str) -> str | None:
@@ -129,13 +139,13 @@ def cells(name: str, df: pd.DataFrame) -> Iterable[tuple[str, str, str]]:
             yield row, str(column), str(record[column])
 
 
-def _record(name: str, row: str, column: str, texts: list[str]) -> dict:
+def _record(name: str, row: str, column: str, texts: list[str], timed_row: bool = False) -> dict:
     """One cell's status over the runs that wrote it (see :func:`derive`)."""
     numbers = [_number(t) for t in texts]
     label = row.split(" #")[0]
     record = {"table": name, "row": row, "column": column, "kind": kind_of(label, column), "seeds": len(texts),
               "sd": 0.0}
-    if is_timed(name, label, column):
+    if timed_row or is_timed(name, label, column):
         record["status"] = "timed"
     elif record["kind"] is not None and PUBLISHED.search(column):
         record["status"] = "exact" if len(set(texts)) == 1 else "varies"
@@ -255,8 +265,9 @@ def derive(runs: Sequence[str | Path], kernels: Sequence[str | Path] = (), min_s
         group_sd = {(row, column): sd for rows_of, column, _, sd in seed_groups(name, having[0]) for row in rows_of}
         for row, column, sd in reported_spread(name, having[0]):
             group_sd[(row, column)] = max(sd, group_sd.get((row, column), 0.0))
+        timed = set.union(*(timed_rows(df) for df in having))
         for (row, column), texts in values.items():
-            record = _record(name, row, column, texts)
+            record = _record(name, row, column, texts, row in timed)
             record["seed_sd"] = record["sd"]  # what the seed re-runs alone measured: the kinds pool it
             if record["status"] == "measured":
                 record["sd"] = max(record["sd"], group_sd.get((row, column), 0.0))
@@ -379,9 +390,10 @@ def compare(fresh: dict[str, pd.DataFrame], committed: dict[str, pd.DataFrame],
                              "committed": f"{len(want)} rows x {list(want.columns)}",
                              "fresh": f"{len(df)} rows x {list(df.columns)}"})
             continue
+        timed = timed_rows(want) | timed_rows(df)
         for (row, column, old), (_, _, new) in zip(cells(name, want), cells(name, df)):
             status, allowed = tol.get((name, row, column), ("exact", 0.0))
-            if status in ("timed", "varies", "underived") or old == new:
+            if status in ("timed", "varies", "underived") or row in timed or old == new:
                 continue
             a, b = _number(old), _number(new)
             if status == "measured" and a is not None and b is not None and abs(a - b) <= allowed + 1e-9:

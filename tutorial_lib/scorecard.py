@@ -6,6 +6,10 @@ are judged as the lessons judge them (two standard errors of the gap over the se
 ``seeds.verdict``); a claim with a threshold (a D1-all rise, a budget, a speedup) names it in
 its ``how judged`` column. A lesson prints its own claims in its closing cell; ``REPORT.md``
 prints them all.
+
+A verdict that rests on a timing (a speedup, a latency budget) says so in its ``rests on``
+column: timings move from machine to machine and from minute to minute, so such a verdict is a
+printed finding, never checked against the committed one (``reproduce.timed_rows``).
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ NOT_JUDGED = "not judged"  # the table is there but lacks the claim's rows (writ
 D1_RISE_MAX = 2.0  # points of D1-all the pruned monodepth may lose (the seed's claim)
 CEILING_SHARE = depth_experiment.TARGET_CEILING_SHARE  # the pruned monodepth's speedup / the one-filter ceiling's
 LATENCY_RATIO_MIN = 1.25  # two signatures within 20% in FLOPs, this much apart in latency: far beyond timing noise
-COLUMNS = ["lesson", "claim", "ours", "published", "verdict", "how judged"]
+COLUMNS = ["lesson", "claim", "ours", "published", "verdict", "rests on", "how judged"]
+TRAINING, TIMING = "training", "timing"  # what a verdict rests on: trained figures, or (also) timings
 
 
 class Tables:
@@ -50,6 +55,7 @@ class Claim:
     claim: str
     needs: tuple[str, ...]  # the tables it is judged from
     judge: Callable[[Tables], tuple[str, str, str, str]]  # -> (ours, published, verdict, how judged)
+    rests_on: str = TRAINING  # TIMING where a timing can flip the verdict
 
 
 def _word(v: str) -> str:
@@ -181,11 +187,11 @@ CLAIMS = (
     Claim("02", "the architecture joint pruning finds beats a uniform per-layer rate (both from scratch)",
           ("02_ranking",), discovered_architecture),
     Claim("03", "pruned monodepth is faster at <= 2 points of D1-all", ("03_monodepth", "03_fps"),
-          pruned_monodepth_faster),
+          pruned_monodepth_faster, TIMING),
     Claim("04", "constrained pruning meets its budget with a small loss", ("04_constrained",),
-          constrained_meets_budget),
+          constrained_meets_budget, TIMING),
     Claim("04", "equal cost does not mean equal accuracy", ("04_equal_cost",), equal_cost_unequal_accuracy),
-    Claim("04", "FLOPs do not predict latency", ("04_signatures",), flops_do_not_predict_latency),
+    Claim("04", "FLOPs do not predict latency", ("04_signatures",), flops_do_not_predict_latency, TIMING),
     Claim("05", "distillation helps a pruned student", ("05_distillation",), distillation_helps_pruned_student),
 )
 
@@ -198,8 +204,9 @@ def card(folder: str | Path, lesson: str | None = None) -> pd.DataFrame:
     for c in CLAIMS:
         if (lesson is None or c.lesson == lesson) and t.has(*c.needs):
             try:
-                rows.append([c.lesson, c.claim, *c.judge(t)])
+                ours, published, verdict, how = c.judge(t)
+                rows.append([c.lesson, c.claim, ours, published, verdict, c.rests_on, how])
             except LookupError as missing:
-                rows.append([c.lesson, c.claim, "", "", NOT_JUDGED,
+                rows.append([c.lesson, c.claim, "", "", NOT_JUDGED, c.rests_on,
                              f"{missing} in {', '.join(c.needs)}: re-run lesson {c.lesson}"])
     return pd.DataFrame(rows, columns=COLUMNS)
