@@ -63,10 +63,12 @@ def test_fsp_matrix_by_hand():
     assert g.flatten().tolist() == pytest.approx([10 / 4, 2 / 4])
     big = torch.ones(1, 1, 4, 4)
     assert losses.fsp_matrix(f1, big).flatten().tolist() == pytest.approx([10 / 4, 2 / 4])  # pooled to 2x2
-    with pytest.raises(ValueError, match="cannot be matched"):
-        losses.fsp_matrix(torch.ones(1, 1, 3, 3), torch.ones(1, 1, 2, 2))
+    assert losses.fsp_matrix(torch.ones(1, 1, 3, 3), torch.ones(1, 1, 2, 2)).shape == (1, 1, 1)  # adaptive pool
     with pytest.raises(ValueError, match="equal width"):
         distill.get("fsp")([(f1, f2)], [(f2, f2)])
+    # RepDistiller sums the pairs' MSEs: two pairs that each miss by 1 everywhere give 2
+    zero = torch.zeros(1, 1, 2, 2)
+    assert distill.get("fsp")([(zero, zero)] * 2, [(big[..., :2, :2], big[..., :2, :2])] * 2).item() == 2.0
 
 
 def test_attention_map_and_loss_by_hand():
@@ -75,8 +77,9 @@ def test_attention_map_and_loss_by_hand():
     assert losses.attention_map(x).tolist() == [[1.0, 0.0]]
     y = torch.zeros(1, 2, 1, 2)
     y[0, 1, 0, 1] = 3.0  # -> [0, 1]
-    # beta / 2 * mean(([1, 0] - [0, 1])^2) = 500 * 1
-    assert distill.get("at")([x], [y]).item() == pytest.approx(500.0)
+    # beta * mean(([1, 0] - [0, 1])^2) = 1000 * 1 (RepDistiller's form: no 1/2), summed over taps
+    assert distill.get("at")([x], [y]).item() == pytest.approx(1000.0)
+    assert distill.get("at")([x, x], [y, y]).item() == pytest.approx(2000.0)
     with pytest.raises(ValueError, match="spatial size"):
         distill.get("at")([x], [torch.zeros(1, 2, 2, 2)])
     with pytest.raises(ValueError, match="1 student taps but 2 teacher taps"):
@@ -89,6 +92,7 @@ def test_fitnet_by_hand_and_regressor_width():
     nn.init.zeros_(zero.weight)
     assert distill.get("fitnet")(s, t, zero).item() == pytest.approx(4.0)  # mean((0 - 2)^2)
     assert losses.hint_regressor(2, 3)(s).shape == (1, 3, 2, 2)
+    assert (losses.hint_regressor(2, 3)(-s) >= 0).all()  # RepDistiller's ConvReg ends on a ReLU
     with pytest.raises(ValueError, match="channels"):
         distill.get("fitnet")(s, t, nn.Identity())
 
@@ -105,7 +109,7 @@ def test_taps_record_named_outputs_and_list_names_when_missing():
         taps.Taps(model, ["features.99"])
 
 
-@pytest.mark.parametrize("method", ["scratch", "kd", "at", "fsp", "fitnet", "fitnet_1stage", "kd+at"])
+@pytest.mark.parametrize("method", ["scratch", "kd", "at", "at_all", "fsp", "fitnet", "fitnet_2stage", "kd+at"])
 def test_every_method_trains_a_student(method, smoke_cfg):
     from tutorial_lib import data, models
     from tutorial_lib.distill import student as st
@@ -116,11 +120,15 @@ def test_every_method_trains_a_student(method, smoke_cfg):
     student = vgg.VGG([4, "M", 8, "M", 16, "M", 32, "M", 32, "M"], num_classes=10)  # the teacher's stage widths
     history = st.train_student(student, teacher, bundle, cfg, method, epochs=2)
     assert len(history) == 2 and torch.isfinite(torch.tensor(history["loss_task"].tolist())).all()
-    expected = {"kd": ["loss_kd"], "at": ["loss_at"], "fsp": ["loss_fsp"], "fitnet_1stage": ["loss_hint"],
-                "kd+at": ["loss_kd", "loss_at"], "fitnet": ["loss_hint", "loss_kd"]}.get(method, [])
+    expected = {"kd": ["loss_kd"], "at": ["loss_at"], "at_all": ["loss_at"], "fsp": ["loss_fsp"],
+                "fitnet": ["loss_hint"], "kd+at": ["loss_kd", "loss_at"],
+                "fitnet_2stage": ["loss_hint", "loss_kd"]}.get(method, [])
     assert set(expected) <= set(history.columns)
-    if method == "fitnet":
-        assert history["stage"].tolist() == ["hint", "kd"] and history["loss_task"].iloc[0] == 0.0
+    if method == "fitnet_2stage":
+        assert history["stage"].tolist() == ["fitnet hint", "task"] and history["loss_task"].iloc[0] == 0.0
+    if method == "fsp":  # RepDistiller: FSP pre-trains the features, then cross-entropy alone
+        assert history["stage"].tolist() == ["fsp pretrain", "task"] and history["loss_task"].iloc[0] == 0.0
+        assert history["loss_fsp"].iloc[0] > 0 and history["loss_fsp"].isna().iloc[1]
     assert not any(m._forward_hooks for m in student.modules())  # taps removed
 
 
@@ -151,9 +159,9 @@ def test_experiment_table_and_figure_helpers(smoke_cfg):
     kd = results[(results.student == "vgg8") & (results.method == "kd")]["top-1 %"]
     kd_row = table[(table.method == "KD") & table.student.str.startswith("vgg8")].iloc[0]
     assert kd_row["top-1 %"] == round(kd.mean(), 1) and kd_row["verdict"] in ("tie", "above", "below")
-    fsp_row = table[(table.method == "FSP") & table.student.str.startswith("joint")].iloc[0]
+    fsp_row = table[(table.method == experiment.LABELS["fsp"]) & table.student.str.startswith("joint")].iloc[0]
     assert fsp_row["top-1 %"] != "" and "connectors" in fsp_row["note"]
-    assert table[(table.method == "FSP") & table.student.str.startswith("vgg8")].iloc[0]["note"] == ""
+    assert table[(table.method == experiment.LABELS["fsp"]) & table.student.str.startswith("vgg8")].iloc[0]["note"] == ""
     sweep = experiment.temperature_sweep(teacher, bundle, cfg, specs["vgg8"], (1.0, 4.0), done={4.0: 12.3})
     assert sweep["KD temperature T"].tolist() == [1.0, 4.0] and sweep["top-1 %"].iloc[1] == 12.3
     assert table[(table.method == "KD") & table.student.str.startswith("vgg8")].iloc[0][
@@ -163,15 +171,24 @@ def test_experiment_table_and_figure_helpers(smoke_cfg):
     t_maps, s_maps = experiment.attention_pairs(teacher, trained[("vgg8", "kd")], images, stage=1)
     assert t_maps.shape == s_maps.shape == (3, 16, 16)
     g_t, g_s = experiment.fsp_pair(teacher, trained[("vgg8", "fsp")], images, stage=1)
-    assert g_t.shape == g_s.shape == (8, 8)
+    assert g_t.shape == g_s.shape == (8, 16)  # the ends of stages 2 and 3
 
 
-def test_attention_transfer_leaves_out_the_first_and_last_stage_ends():
+def test_attention_transfer_leaves_out_the_first_and_last_stage_ends_and_fsp_pairs_neighbours():
     from tutorial_lib.distill import student as st
 
     feats = [torch.full((1, 1, 2, 2), float(i)) for i in range(5)]
     assert [int(f[0, 0, 0, 0]) for f in st.at_features(feats)] == [1, 2, 3]
+    assert [int(f[0, 0, 0, 0]) for f in st.at_features(feats, "all")] == [1, 2, 3, 4]  # RepDistiller's g[1:-1]
     assert len(st.at_features(feats[:2])) == 2  # too few stages: keep them all
+    assert [(int(a[0, 0, 0, 0]), int(b[0, 0, 0, 0])) for a, b in st.fsp_pairs(feats)] == [(0, 1), (1, 2), (2, 3), (3, 4)]
+
+
+def test_kd_weights_are_repdistillers():
+    from tutorial_lib.distill import student as st
+
+    assert st.METHODS["kd"] == {"ce": 0.1, "kd": 0.9} and st.METHODS["fitnet"] == {"hint": 100.0}
+    assert st.METHODS["at"]["at"] == 1000.0 and st.METHODS["fsp"]["pretrain"]
 
 
 def test_fsp_connectors_map_student_widths_to_the_teacher():

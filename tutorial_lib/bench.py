@@ -139,8 +139,8 @@ def distill_overhead(profile: str = "tutorial", repeats: int = 7) -> dict:
     """Median step time of a plain student, a teacher forward, and a student step under each
     distillation method; the target is distill <= 1.5 x (plain step + teacher forward)."""
     from tutorial_lib.distill import losses
-    from tutorial_lib.distill.student import at_features, fsp_pairs, stage_taps
-    from tutorial_lib.taps import Taps
+    from tutorial_lib.distill.student import at_features, fsp_pairs
+    from tutorial_lib.taps import Taps, stage_ends
     from tutorial_lib.models import vgg
 
     cfg = profiles.resolve(profile)
@@ -151,8 +151,7 @@ def distill_overhead(profile: str = "tutorial", repeats: int = 7) -> dict:
     size = image_size(cfg)
     x, y = torch.randn(cfg.batch_size, 3, size, size), torch.randint(0, 10, (cfg.batch_size,))
     opt = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9)
-    s_names, t_names = stage_taps(student), stage_taps(teacher)
-    n = len(s_names) // 2  # the first n taps are the stage ends
+    s_names, t_names = stage_ends(student), stage_ends(teacher)
 
     def step(extra):
         with Taps(student, s_names) as s_taps, Taps(teacher, t_names) as t_taps:
@@ -176,7 +175,7 @@ def distill_overhead(profile: str = "tutorial", repeats: int = 7) -> dict:
 
     variants = {
         "kd": lambda s, t, sf, tf: losses.kd_loss(s, t),
-        "at": lambda s, t, sf, tf: losses.at_loss(at_features(sf[:n]), at_features(tf[:n])),
+        "at": lambda s, t, sf, tf: losses.at_loss(at_features(sf), at_features(tf)),
         "fsp": lambda s, t, sf, tf: losses.fsp_loss(fsp_pairs(sf), fsp_pairs(tf)),
     }
     for _ in range(2):  # warm-up

@@ -14,13 +14,13 @@ import torch
 from torch import nn
 
 from tutorial_lib import data, models, repro, seeds, tables, train
-from tutorial_lib.distill.student import stage_starts, stage_taps, train_student
+from tutorial_lib.distill.student import train_student
 from tutorial_lib.taps import Taps, stage_ends
 from tutorial_lib.models import vgg
 from tutorial_lib.recipes import Schedule
 
 ROWS = ("scratch", "kd", "fitnet", "fsp", "at", "kd+at")
-LABELS = {"scratch": "student from scratch", "kd": "KD", "fitnet": "FitNet (hint, then KD)", "fsp": "FSP",
+LABELS = {"scratch": "student from scratch", "kd": "KD", "fitnet": "FitNet", "fsp": "FSP (pre-training)",
           "at": "attention transfer", "kd+at": "KD + AT"}
 
 
@@ -34,7 +34,7 @@ def widths_at(model: nn.Module, names: list[str]) -> list[int]:
 
 def same_widths(student: nn.Module, teacher: nn.Module) -> bool:
     """Whether FSP can compare the two models' matrices directly (no connectors)."""
-    return widths_at(student, stage_taps(student)) == widths_at(teacher, stage_taps(teacher))
+    return widths_at(student, stage_ends(student)) == widths_at(teacher, stage_ends(teacher))
 
 
 def pruned_student_lambda(cfg) -> float:
@@ -118,7 +118,7 @@ def table(results: pd.DataFrame, teacher_accuracy: float, teacher_params: int, p
             hit = published[published.metric == r.method] if student == "vgg8" else published.iloc[:0]
             first = group[group.method == r.method].iloc[0]
             out.append({
-                "student": f"{student} ({params[student]:,} params)", "method": LABELS[r.method],
+                "student": f"{student} ({params[student]:,} params)", "method": LABELS.get(r.method, r.method),
                 "top-1 %": round(r["top-1 % mean"], 1), "top-1 sd (seeds)": r["top-1 % sd"],
                 "test-set SE": r["top-1 % test-set SE"],
                 "gain over scratch": "" if judged is None else round(judged.loc[i, "gap to scratch"], 1),
@@ -150,12 +150,12 @@ def attention_pairs(teacher: nn.Module, student: nn.Module, images: torch.Tensor
 
 @torch.no_grad()
 def fsp_pair(teacher: nn.Module, student: nn.Module, images: torch.Tensor, stage: int) -> tuple:
-    """(teacher, student) FSP matrices of ``stage`` (stage start x stage end), batch mean."""
+    """(teacher, student) FSP matrices between the ends of ``stage`` and the next stage, batch mean."""
     from tutorial_lib.distill.losses import fsp_matrix
 
     out = []
     for model in (teacher, student):
-        names = [stage_starts(model)[stage], stage_ends(model)[stage]]
+        names = stage_ends(model)[stage:stage + 2]
         with Taps(model, names) as taps:
             model.eval()(images)
             out.append(fsp_matrix(*taps.features()).mean(0))

@@ -62,19 +62,17 @@ def fitnet_loss(student_feature: torch.Tensor, teacher_feature: torch.Tensor, re
 
 
 def hint_regressor(student_channels: int, teacher_channels: int) -> nn.Module:
-    """FitNet's regressor: a 3x3 conv (with BN) from the student's width to the teacher's."""
+    """FitNet's regressor as RepDistiller builds it (``ConvReg``): a 3x3 conv, BN and ReLU
+    from the student's width to the teacher's (the hint is a post-ReLU map)."""
     return nn.Sequential(nn.Conv2d(student_channels, teacher_channels, 3, padding=1, bias=False),
-                         nn.BatchNorm2d(teacher_channels))
+                         nn.BatchNorm2d(teacher_channels), nn.ReLU())
 
 
 def fsp_matrix(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-    """``G = F1 F2^T / (h w)``: (batch, C1, C2), from two maps of the same spatial size
-    (the larger is average-pooled to the smaller when their sizes divide)."""
-    if first.shape[-1] != second.shape[-1]:
+    """``G = F1 F2^T / (h w)``: (batch, C1, C2), from two maps; the larger is adaptive-average-
+    pooled to the smaller's size first, as RepDistiller does (a 3x3 stage end meets a 2x2 one)."""
+    if first.shape[-2:] != second.shape[-2:]:
         big, small = (first, second) if first.shape[-1] > second.shape[-1] else (second, first)
-        if big.shape[-1] % small.shape[-1] or big.shape[-2] % small.shape[-2]:
-            raise ValueError(f"fsp: maps of sizes {tuple(first.shape[-2:])} and {tuple(second.shape[-2:])} cannot be "
-                             "matched by pooling")
         pooled = F.adaptive_avg_pool2d(big, small.shape[-2:])
         first, second = (pooled, second) if big is first else (first, pooled)
     b, c1, h, w = first.shape
@@ -84,7 +82,7 @@ def fsp_matrix(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
 @register("fsp")
 def fsp_loss(student_pairs: list[tuple[torch.Tensor, torch.Tensor]],
              teacher_pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    """Mean over layer pairs of the MSE between student and teacher FSP matrices."""
+    """Sum over layer pairs of the MSE between student and teacher FSP matrices (RepDistiller)."""
     if len(student_pairs) != len(teacher_pairs):
         raise ValueError(f"fsp: {len(student_pairs)} student pairs but {len(teacher_pairs)} teacher pairs")
     losses = []
@@ -94,7 +92,7 @@ def fsp_loss(student_pairs: list[tuple[torch.Tensor, torch.Tensor]],
             raise ValueError(f"fsp: student matrix {tuple(gs.shape[1:])} and teacher matrix {tuple(gt.shape[1:])} "
                              "differ: FSP needs layers of equal width in teacher and student")
         losses.append(F.mse_loss(gs, gt))
-    return torch.stack(losses).mean()
+    return torch.stack(losses).sum()
 
 
 def attention_map(x: torch.Tensor) -> torch.Tensor:
@@ -105,14 +103,15 @@ def attention_map(x: torch.Tensor) -> torch.Tensor:
 @register("at")
 def at_loss(student_features: list[torch.Tensor], teacher_features: list[torch.Tensor],
             beta: float = 1e3) -> torch.Tensor:
-    """Attention transfer: ``beta / 2 * sum over taps of mean((at(s) - at(t))^2)``."""
+    """Attention transfer: ``beta * sum over taps of mean((at(s) - at(t))^2)`` (RepDistiller's
+    form; the paper's ``beta / 2`` with a norm per map differs by a constant factor)."""
     if len(student_features) != len(teacher_features):
         raise ValueError(f"at: {len(student_features)} student taps but {len(teacher_features)} teacher taps")
     terms = []
     for s, t in zip(student_features, teacher_features):
         _same_size(s, t, "at")
         terms.append((attention_map(s) - attention_map(t.detach())).pow(2).mean())
-    return beta / 2 * torch.stack(terms).sum()
+    return beta * torch.stack(terms).sum()
 
 
 @register("disparity")

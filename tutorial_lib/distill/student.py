@@ -1,18 +1,23 @@
 """Training a student under a teacher with any registered distillation method.
 
-A method is a name plus its parameters, so a table row is one entry of ``METHODS``:
+A method is a name plus its loss weights, so a table row is one entry of ``METHODS``. The
+weights and stages are those of the public RepDistiller code (Tian et al. 2020), whose
+vgg13 -> vgg8 results the lesson prints beside ours:
 
 - ``scratch``: cross-entropy only (the reference every gain is measured against);
-- ``kd``: CE + KD on the logits (T = 4);
-- ``at``: CE + attention transfer at the inner stage ends (beta = 1e3; the first and last
-  stage ends are left out, as in the public RepDistiller code: the last map is 2x2 at
-  32x32 input and at the tutorial's 24x24, and its term alone, scaled by 1e3, swamps
-  cross-entropy);
-- ``fsp``: CE + FSP between the first and last activation of every stage (through 1x1
-  connectors where the student's widths differ from the teacher's);
-- ``fitnet``: hint training of the student up to its guided layer through a regressor,
-  then KD (the paper's two stages); ``fitnet_1stage``: CE + hint loss throughout;
-- ``kd+at``: CE + KD + AT.
+- ``kd``: 0.1 CE + 0.9 KD on the logits (T = 4);
+- ``fitnet``: CE + 100 x hint loss, one stage, at the third stage end, through a regressor
+  (3x3 conv + BN + ReLU); ``fitnet_2stage``: the FitNet paper's two stages (hint alone, then
+  CE + KD), ours to try, not in the table;
+- ``fsp``: a pre-training stage (the first eighth of the epochs, as RepDistiller's 30 of 240)
+  that trains only the student's features on the FSP loss between consecutive stage ends,
+  then CE alone; 1x1 connectors map the student's widths to the teacher's where they differ;
+- ``at``: CE + 1000 x attention transfer, summed over the stage ends but the first (as
+  RepDistiller's ``g[1:-1]``) and but the last: RepDistiller's vgg8 ends on a 4x4 stage at
+  32x32, ours (five pools) on a 2x2 one, whose attention map is four numbers and whose
+  term, at weight 1000, swamps cross-entropy; ``at_all``: every stage end but the first,
+  RepDistiller's choice on our VGGs, ours to try;
+- ``kd+at``: CE + KD + 1000 x AT.
 
 Feature taps come from forward hooks on named modules (``tutorial_lib.taps``), so any pair of
 models works; the defaults tap the stage ends of VGGs. The teacher runs without gradients.
@@ -34,45 +39,30 @@ from tutorial_lib.taps import Taps, stage_ends
 
 METHODS: dict[str, dict] = {
     "scratch": {},
-    "kd": {"kd": 1.0},
-    "at": {"at": 1.0},
-    "fsp": {"fsp": 1.0},
-    "fitnet": {"hint": 1.0, "two_stage": True},
-    "fitnet_1stage": {"hint": 1.0},
-    "kd+at": {"kd": 1.0, "at": 1.0},
+    "kd": {"ce": 0.1, "kd": 0.9},
+    "fitnet": {"hint": 100.0},
+    "fitnet_2stage": {"hint": 100.0, "two_stage": True},
+    "fsp": {"fsp": 1.0, "pretrain": True},
+    "at": {"at": 1000.0},
+    "at_all": {"at": 1000.0, "at_taps": "all"},
+    "kd+at": {"kd": 1.0, "at": 1000.0},
 }
-
-
-def stage_starts(model: nn.Module) -> list[str]:
-    """Names of the first activation of every stage of a VGG (after the input or a max-pool)."""
-    names = list(dict(model.named_modules()))
-    modules = dict(model.named_modules())
-    starts, open_stage = [], True
-    for name in names:
-        m = modules[name]
-        if isinstance(m, nn.MaxPool2d):
-            open_stage = True
-        elif isinstance(m, nn.ReLU) and open_stage:
-            starts.append(name)
-            open_stage = False
-    return starts
-
-
-def stage_taps(model: nn.Module) -> list[str]:
-    """Tap names for every method: the stage ends, then the stage starts (FSP pairs them)."""
-    return stage_ends(model) + stage_starts(model)
+FEATURE_TERMS = ("at", "fsp", "hint")
 
 
 def fsp_pairs(features: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(stage start, stage end) pairs from the outputs of ``stage_taps`` (ends first, then starts)."""
-    n = len(features) // 2
-    return list(zip(features[n:], features[:n]))
+    """Consecutive stage ends, as RepDistiller pairs them: (end of stage i, end of stage i+1);
+    the larger map is pooled to the smaller one's size (``losses.fsp_matrix``)."""
+    return list(zip(features[:-1], features[1:]))
 
 
-def at_features(stage_end_features: list[torch.Tensor]) -> list[torch.Tensor]:
-    """The stage ends attention transfer compares: all but the first and the last (RepDistiller's
-    ``g[1:-1]``), or all of them when a model has fewer than three stages."""
-    return stage_end_features[1:-1] if len(stage_end_features) > 2 else stage_end_features
+def at_features(stage_end_features: list[torch.Tensor], which: str = "inner") -> list[torch.Tensor]:
+    """The stage ends attention transfer compares: ``inner``, all but the first and the last
+    (see the module's docstring), or ``all`` but the first (RepDistiller's choice); all of them
+    when a model has fewer than three stages."""
+    if len(stage_end_features) <= 2:
+        return stage_end_features
+    return stage_end_features[1:] if which == "all" else stage_end_features[1:-1]
 
 
 def fsp_connectors(student_widths: list[int], teacher_widths: list[int]) -> nn.ModuleList:
@@ -105,19 +95,17 @@ def train_student(
     evaluates the student it gets back).
 
     ``hint_layer`` picks the stage whose end is FitNet's hint (teacher) and guided layer
-    (student). For FitNet's two stages, the first ``epochs // 4`` epochs train only the hint
-    loss through the regressor, the rest use CE + KD.
+    (student). FitNet's two stages give the first ``epochs // 4`` epochs to the hint alone;
+    FSP's pre-training stage takes ``epochs // 8`` (at least one), then CE alone.
     """
     spec = _check_method(method)
     schedule = schedule or cfg.baseline.schedule
     epochs = schedule.epochs if epochs is None else epochs
     teacher.eval()
-    n = len(stage_ends(student))  # the first n taps are the stage ends
+    n = len(stage_ends(student))
     if n != len(stage_ends(teacher)):
         raise ValueError(f"student has {n} stages, teacher {len(stage_ends(teacher))}: tap matching stages by name")
-    # stage starts are tapped only for FSP: every tap clones an activation on each forward pass
-    taps_of = stage_taps if "fsp" in spec else stage_ends
-    s_taps, t_taps = Taps(student, taps_of(student)), Taps(teacher, taps_of(teacher))
+    s_taps, t_taps = Taps(student, stage_ends(student)), Taps(teacher, stage_ends(teacher))
     with torch.no_grad():  # one dry pass tells the tapped widths
         x = bundle.train[0][0].unsqueeze(0)
         student.eval()(x), teacher(x)
@@ -129,60 +117,58 @@ def train_student(
         connectors = fsp_connectors(s_widths, t_widths) if "fsp" in spec else None
 
     # the teacher's logits and tapped features are read back per image after the first epoch
-    features_used = any(k in spec for k in ("at", "fsp", "hint"))
+    features_used = any(k in spec for k in FEATURE_TERMS)
     memo = remembered(teacher, cfg, taps=t_taps if features_used else None)
 
     def teacher_features() -> list[torch.Tensor]:
         return memo.features if isinstance(memo, TeacherMemo) else t_taps.features()
 
-    def make_regularizer(terms_wanted: dict):
-        if not terms_wanted:  # from scratch: the teacher is not consulted
+    def make_regularizer(weights: dict):
+        if not weights:  # from scratch: the teacher is not consulted
             return None
-        features_wanted = any(k in terms_wanted for k in ("at", "fsp", "hint"))
 
         def regularizer(model, x, y, logits):
             kd = losses.teacher_kd(memo, x, logits, cfg.kd_temperature)  # also fills the teacher's features
-            s_feat, t_feat = (s_taps.features(), teacher_features()) if features_wanted else ([], [])
+            s_feat, t_feat = s_taps.features(), teacher_features()
             terms = {}
-            if "kd" in terms_wanted:
-                terms["kd"] = terms_wanted["kd"] * kd
-            if "at" in terms_wanted:
-                terms["at"] = terms_wanted["at"] * losses.at_loss(at_features(s_feat[:n]), at_features(t_feat[:n]))
-            if "fsp" in terms_wanted:
+            if "kd" in weights:
+                terms["kd"] = weights["kd"] * kd
+            if "at" in weights:
+                which = spec.get("at_taps", "inner")
+                terms["at"] = weights["at"] * losses.at_loss(at_features(s_feat, which), at_features(t_feat, which))
+            if "fsp" in weights:
                 mapped = [c(f) for c, f in zip(connectors, s_feat)]
-                terms["fsp"] = terms_wanted["fsp"] * losses.fsp_loss(fsp_pairs(mapped), fsp_pairs(t_feat))
-            if "hint" in terms_wanted:
-                terms["hint"] = terms_wanted["hint"] * losses.fitnet_loss(s_feat[hint_layer], t_feat[hint_layer],
-                                                                         regressor)
+                terms["fsp"] = weights["fsp"] * losses.fsp_loss(fsp_pairs(mapped), fsp_pairs(t_feat))
+            if "hint" in weights:
+                terms["hint"] = weights["hint"] * losses.fitnet_loss(s_feat[hint_layer], t_feat[hint_layer], regressor)
             return terms
 
         return regularizer
 
-    params = list(student.parameters()) + [p for extra in (regressor, connectors) if extra is not None
-                                           for p in extra.parameters()]
+    def stage(params, weights: dict, n_epochs: int, name: str, task_weight: float, milestones: bool = True):
+        sched = schedule if milestones else schedule.replace(epochs=n_epochs, milestones=())
+        return train.fit(student, bundle, sched, cfg.run, epochs=n_epochs, optimizer=train.sgd(params, sched),
+                         regularizer=make_regularizer(weights), task_weight=task_weight, desc=name,
+                         checkpoint_dir=folder / name.replace(" ", "_") if folder else None,
+                         evaluate_each_epoch=False)
+
+    extras = [p for extra in (regressor, connectors) if extra is not None for p in extra.parameters()]
     folder = Path(checkpoint_dir) if checkpoint_dir else None
+    weights = {k: v for k, v in spec.items() if k in ("kd",) + FEATURE_TERMS}
     try:
-        if not spec.get("two_stage"):
-            terms = {k: v for k, v in spec.items() if k in ("kd", "at", "fsp", "hint")}
-            return train.fit(student, bundle, schedule, cfg.run, epochs=epochs,
-                             optimizer=train.sgd(params, schedule), regularizer=make_regularizer(terms),
-                             checkpoint_dir=folder, desc=method, evaluate_each_epoch=False)
-        hint_epochs = max(1, epochs // 4) if epochs > 1 else 1  # with one epoch there is only the hint stage
-        # stage 1: the hint alone (task weight 0) trains the student up to its guided layer
-        first = train.fit(student, bundle, schedule.replace(epochs=hint_epochs, milestones=()), cfg.run,
-                          epochs=hint_epochs, optimizer=train.sgd(params, schedule),
-                          regularizer=make_regularizer({"hint": spec["hint"]}),
-                          checkpoint_dir=folder / "hint" if folder else None, desc="fitnet hint", task_weight=0.0,
-                          evaluate_each_epoch=False)
-        # stage 2: CE + KD on the whole student
-        second = train.fit(student, bundle, schedule, cfg.run, epochs=epochs - hint_epochs,
-                           optimizer=train.sgd(student.parameters(), schedule),
-                           regularizer=make_regularizer({"kd": 1.0}),
-                           checkpoint_dir=folder / "kd" if folder else None, desc="fitnet kd",
-                           evaluate_each_epoch=False)
-        if not second.empty:
-            second["epoch"] += hint_epochs
-        return pd.concat([first.assign(stage="hint"), second.assign(stage="kd")], ignore_index=True)
+        if spec.get("two_stage") or spec.get("pretrain"):
+            # stage 1 (task weight 0): FitNet's hint, or FSP's pre-training of the features
+            first_epochs = max(1, epochs // (4 if spec.get("two_stage") else 8)) if epochs > 1 else 1
+            first_name = "fitnet hint" if spec.get("two_stage") else "fsp pretrain"
+            first = stage(list(student.parameters()) + extras, weights, first_epochs, first_name, 0.0,
+                          milestones=False)
+            # stage 2: CE + KD on the whole student (FitNet), CE alone (FSP)
+            second = stage(list(student.parameters()), {"kd": 1.0} if spec.get("two_stage") else {},
+                           epochs - first_epochs, f"{method} task", 1.0)
+            if not second.empty:
+                second["epoch"] += first_epochs
+            return pd.concat([first.assign(stage=first_name), second.assign(stage="task")], ignore_index=True)
+        return stage(list(student.parameters()) + extras, weights, epochs, method, spec.get("ce", 1.0))
     finally:
         s_taps.remove()
         t_taps.remove()
