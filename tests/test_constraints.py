@@ -316,6 +316,32 @@ def test_adaptive_run_with_a_latency_budget_and_enforcement(tiny_cfg):
     assert history["latency_ms"].iloc[-1] == pytest.approx(history["cost"].iloc[-1])
 
 
+def test_a_measured_correction_makes_the_latency_loop_land_on_measurement(tiny_cfg):
+    """Where the table overestimates (measured = 0.7 x estimate), the loop that knows it keeps
+    more channels, and lands with its *corrected* cost, not the table's, within the budget."""
+    bundle = data.load(tiny_cfg)
+    model = vgg.VGG([8, "M", 16, "M", 16], num_classes=bundle.num_classes)
+    table, shape = FakeTable(), (1, 3, 32, 32)
+    budget = budgets.Budget("latency", 0.5 * budgets.cost(model, "latency", shape, "torch-cpu-1t", table=table),
+                            "torch-cpu-1t")
+    asked = []
+
+    def overestimated(packed):
+        asked.append(packed)
+        return 0.7
+
+    kw = dict(max_epochs=4, lam=1.0, mask_lr=0.05, patience_over=1, patience_under=1, table=table)
+    corrected, history = adaptive.run_adaptive(model, bundle, tiny_cfg, budget, measured_over_estimate=overestimated,
+                                               **kw)
+    plain, plain_history = adaptive.run_adaptive(model, bundle, tiny_cfg, budget, **kw)
+    assert asked and not any(masks.masks_of(m) for m in asked)  # packed models: before landing, after packing
+    assert history["measured / estimate"].iloc[-1] == 0.7 and (plain_history["measured / estimate"] == 1.0).all()
+    estimate = budgets.cost(corrected, "latency", shape, "torch-cpu-1t", table=table)
+    assert 0.7 * estimate <= budget.value * (1 + 1e-9) < estimate  # within on measurement, over on the table
+    assert history["cost"].iloc[-1] == pytest.approx(0.7 * estimate)
+    assert metrics.count_parameters(corrected) > metrics.count_parameters(plain)
+
+
 # -- signatures ------------------------------------------------------------------------------
 def test_sampled_signatures_are_prunings_of_the_full_one():
     full = vgg.vgg_signature("vgg19", 0.25)
@@ -353,3 +379,25 @@ def test_evaluate_signatures_and_rank_correlations(tiny_cfg):
     assert got[("accuracy", "params")] == pytest.approx(1.0)
     assert got[("accuracy", "flops")] == pytest.approx(0.8)
     assert got[("latency_ms[x]", "flops")] == pytest.approx(-0.8)
+
+
+def test_latencies_are_taken_in_one_memory_layout():
+    """Training leaves a model channels-last; the table times NCHW layers. Timed as they came,
+    trained models ran 14% faster than the table's estimate of the same signature."""
+    from tutorial_lib.measure import timer
+
+    model = vgg.VGG([4, "M", 8], num_classes=10)
+    assert timer.in_timing_layout(model) is model
+    model.to(memory_format=torch.channels_last)
+    timed = timer.in_timing_layout(model)
+    assert timed is not model and all(p.is_contiguous() for p in timed.parameters())
+    assert not model.features[0].weight.is_contiguous()  # the caller's model keeps its layout
+    assert timer.measure_latency(model, (1, 3, 8, 8), min_run_time=0.01).median_ms > 0
+    assert not model.features[0].weight.is_contiguous()
+    # a runtime chooses its own layout and is timed as it is: eager NCHW, channels_last NHWC
+    from tutorial_lib.measure import runtimes
+
+    assert all(p.is_contiguous() for p in runtimes.prepare(model, "eager", (1, 3, 8, 8)).parameters())
+    nhwc = runtimes.prepare(model, "channels_last", (1, 3, 8, 8))
+    assert not nhwc.model.features[0].weight.is_contiguous()
+    assert timer.measure_latency(nhwc, (1, 3, 8, 8), min_run_time=0.01, as_is=True).median_ms > 0

@@ -129,11 +129,11 @@ def test_constrained_runs_meet_their_budgets(setting, table):
     runs = {}
     for kind in ("params", "latency"):
         r = ex.run_constrained(model, bundle, cfg, budget_map[kind], table)
-        runs[kind] = ex.verify(r, bundle, cfg, table, [P1], min_run_time=0.01)
+        runs[kind] = ex.verify(r, bundle, cfg, table, [P1], model, min_run_time=0.01)
     assert runs["params"].params <= budget_map["params"].value
     low, _ = ex.check(budget_map["latency"], model, bundle, table)
     assert runs["latency"].target.value == pytest.approx(max(cfg.latency_margin * budget_map["latency"].value, low))
-    assert runs["latency"].estimate_ms <= runs["latency"].target.value * (1 + 1e-9)
+    assert runs["latency"].history["cost"].iloc[-1] <= runs["latency"].target.value * (1 + 1e-9)  # measured-corrected
     result = ex.constrained_table(runs, model, 50.0, {P1: 1.0}, bundle)
     assert list(result["budget kind"]) == ["none (full model)", "parameters", "latency"]
     assert result["published params"].iloc[1] == 2004846 and result["published params"].iloc[2] == ""
@@ -141,6 +141,10 @@ def test_constrained_runs_meet_their_budgets(setting, table):
     assert "latency" not in set(stable["budget kind"])
     assert "params" in stable.columns and not any(c.startswith(("ms [", "speedup", "table estimate"))
                                                    for c in stable.columns)
+    r = runs["latency"]  # measured over the budget, the full model timed in the same rounds
+    assert r.full_ms[P1] > 0 and ex.reached(r) == pytest.approx(
+        r.measured_ms[P1] / r.full_ms[P1] * r.full_estimate_ms / r.budget.value)
+    assert "measured / estimate" in r.history and r.history["measured / estimate"].between(2 / 3, 1.5).all()
     goals = ex.targets(runs, None, P1)
     assert goals["target"].str.contains("parameters reached").any()
     plots.constrained_runs(runs)
@@ -171,3 +175,22 @@ def test_an_inverted_latency_range_is_handled_not_raised(setting):
     assert ex.make_budgets(cfg, model, bundle, degenerate)["latency"].value == pytest.approx(0.4)
     with pytest.raises(ValueError, match="outside the feasible range"):  # a budget far outside still is an error
         ex.check(Budget("latency", 0.01, P1), model, bundle, table)
+
+
+def test_every_budget_runs_per_seed_and_the_controls_are_judged_against_it(setting, table):
+    cfg, bundle, model = setting
+    budget_map = {"params": ex.make_budgets(cfg, model, bundle, table)["params"]}
+    seed_runs = ex.run_seeds(model, bundle, cfg, budget_map, table)
+    assert [len(v) for v in seed_runs.values()] == [cfg.seeds] and cfg.seeds == 2
+    per_seed = ex.budget_seeds(seed_runs, cfg)
+    assert list(per_seed["seed"]) == [cfg.seed, cfg.seed + 1]
+    assert per_seed["in band"].str.startswith("0.95-1: ").all()
+    goals = ex.targets({"params": seed_runs["params"][0]}, None, P1, seed_runs)
+    assert goals["target"].iloc[0].endswith("2 seeds") and "-" in goals["measured"].iloc[0]
+    long = ex.controls(seed_runs["params"], bundle, cfg)
+    assert len(long) == 3 * cfg.seeds and set(long["model"]) == set(ex.CONTROL_LABELS.values())
+    one = long[long["model"] == ex.CONTROL_LABELS["one channel"]]
+    assert (one["params"].values < long[long["model"] == ex.CONTROL_LABELS["scratch"]]["params"].values).all()
+    out = ex.control_table(long, len(bundle.test))
+    assert out.loc[0, "verdict"] == "reference" and set(out["verdict"]) <= {"reference", "above", "below", "tie"}
+    assert out["published top-1 % (VGG19-BN, CIFAR-100)"].tolist() == [70.3, "68.6-68.9", 3.0]

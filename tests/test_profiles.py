@@ -109,3 +109,19 @@ def test_cache_keys_follow_the_recipes_an_artifact_reads():
     constrained = cache.key(cfg, experiment.CONSTRAINED_RECIPES, code)
     assert constrained == cache.key(cfg.replace(prune_lambda=0.5), experiment.CONSTRAINED_RECIPES, code)
     assert constrained != cache.key(cfg.replace(constrained_lr=0.5), experiment.CONSTRAINED_RECIPES, code)
+
+
+def test_deviations_from_the_published_methods_are_listed_with_a_reason_and_the_paper_profile_has_none():
+    from tutorial_lib import recipes
+
+    tutorial = profiles.deviations(profiles.resolve("tutorial"), "constraints")
+    assert {"constrained_lr", "constrained_lambda", "constrained_patience_over"} <= set(tutorial["knob"])
+    assert tutorial["why"].str.len().min() > 20 and "constrained_mask_lr" not in set(tutorial["knob"])
+    assert profiles.deviations(profiles.resolve("paper")).empty
+    changed = profiles.deviations(profiles.resolve("paper", constrained_lr=1e-3), "constraints")
+    assert changed.set_index("knob").loc["constrained_lr", ["here", "published"]].tolist() == [1e-3, 1e-4]
+    with pytest.raises(ValueError, match="must say why"):
+        recipes.knob(1.0, 0.0, 2.0, published=0.5)
+    lines = profiles.describe_deviations(profiles.resolve("tutorial"), "depth_pruning").splitlines()
+    assert "depth_mask_loss: cost_sum here, filter_sum published. Why: " in "\n".join(lines) and len(lines) == 5
+    assert profiles.describe_deviations(profiles.resolve("paper")) == "none: every knob as published"

@@ -19,6 +19,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
 from tutorial_lib import recipes
 from tutorial_lib.recipes import (Baseline, Constraints, Depth, DepthPruning, Gates, Joint, MaskRun, Objective,
                                   Recipe, Run, Signatures, Students)
@@ -85,7 +87,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         frontier_lambdas=(0.5, 2.0), student_width=1.0, student_epochs=240, student_lambda=None,
         # adaptive constrained pruning as published: 2,004,846 parameters, Adam 1e-4; bounds over batch 1..256
         bounds_batches=(1, 2, 4, 8, 16, 32, 64, 128, 256), signature_count=20, signature_epochs=10,
-        budget_params=2004846, constrained_epochs=100, constrained_lr=1e-4,
+        budget_params=2004846, constrained_epochs=100, constrained_lr=1e-4, constrained_lambda=1.0,
+        constrained_patience_over=2, constrained_patience_under=4,
         # monodepth's published recipe: KITTI, 256x512, Adam 1e-4 (halved at 3/5 and 4/5), batch 8, 50 epochs
         depth_data="kitti", depth_height=256, depth_width=512, depth_model_width=1.0, depth_epochs=50,
         depth_lr=1e-4, depth_batch_size=8, depth_train_pairs=None, depth_test_pairs=None, depth_prune_epochs=50,
@@ -93,6 +96,21 @@ PROFILES: dict[str, dict[str, Any]] = {
         depth_kd_weight=0.0,  # the published pruning used the task and mask losses only
     ),
 }
+
+
+def deviations(cfg: Config, *names: str) -> pd.DataFrame:
+    """Where ``cfg`` departs from the published methods, in the given recipes (attribute names,
+    e.g. ``"constraints"``; none: all): knob, value here, published value and why."""
+    rows = [{"recipe": attr, **d} for attr in (names or recipes.RECIPES)
+            for d in getattr(cfg, attr).deviations()]
+    return pd.DataFrame(rows, columns=["recipe", "knob", "here", "published", "why"])
+
+
+def describe_deviations(cfg: Config, *names: str) -> str:
+    """:func:`deviations` as one line per knob, for a lesson to print: value here, published, why."""
+    return "\n".join(f"{d.knob}: {d.here:g} here, {d.published:g} published. Why: {d.why}"
+                     if isinstance(d.here, float) else f"{d.knob}: {d.here} here, {d.published} published. Why: {d.why}"
+                     for d in deviations(cfg, *names).itertuples()) or "none: every knob as published"
 
 
 def _reject_unknown(names) -> None:

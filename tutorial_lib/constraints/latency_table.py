@@ -207,6 +207,11 @@ class Calibration:
 SCALE_RANGE = (0.75, 1.33)
 
 
+def error_pct(estimate, measured):
+    """The estimate's error in percent of the measurement (positive: the table overestimates)."""
+    return 100 * (estimate - measured) / measured
+
+
 def fit_correction(points: Sequence[tuple[float, float]], fit_scale: bool = True) -> tuple[float, float]:
     """``(scale, overhead_ms)`` from (sum of entries, measured ms) pairs of reference models.
 
@@ -396,5 +401,5 @@ def validate(signatures: Sequence[Describable], input_shapes: Sequence[tuple[int
             meas = measure_model(topo, shape, platform, min_run_time)
             rows.append({"signature": list(topo.signature), "batch": shape[0], "platform": platform,
                          "layer_sum_ms": table.layer_sum(topo, shape, platform), "estimate_ms": est,
-                         "measured_ms": meas, "error_pct": 100 * (est - meas) / meas})
+                         "measured_ms": meas, "error_pct": error_pct(est, meas)})
     return pd.DataFrame(rows)

@@ -72,7 +72,7 @@ def _on(model: nn.Module, device: str) -> nn.Module:
 
 
 def measure(model: nn.Module, platform: str | Platform, input_shape: tuple[int, ...],
-            min_run_time: float = 0.2) -> timer.Latency:
+            min_run_time: float = 0.2, as_is: bool = False) -> timer.Latency:
     """Median forward latency of ``model`` (eval mode) on ``platform`` for ``input_shape``.
 
     Uses :func:`timer.measure_latency` (allocator and call warm-up, median and IQR of timed
@@ -83,7 +83,7 @@ def measure(model: nn.Module, platform: str | Platform, input_shape: tuple[int, 
     target = _on(model, p.device)
     try:
         lat = timer.measure_latency(target, input_shape, threads=p.threads, min_run_time=min_run_time,
-                                    device=p.device)
+                                    device=p.device, as_is=as_is)
     finally:
         model.train(was_training)
     lat.platform = p.name
@@ -91,9 +91,9 @@ def measure(model: nn.Module, platform: str | Platform, input_shape: tuple[int, 
 
 
 def measure_in_turn(models: dict[str, nn.Module], platform: str | Platform, input_shape: tuple[int, ...],
-                    rounds: int = 3, min_run_time: float = 0.2) -> dict[str, float]:
+                    rounds: int = 3, min_run_time: float = 0.2, as_is: bool = False) -> dict[str, float]:
     """Median latency (ms) of each model on ``platform``: the models are timed in turn
     (:func:`measure`), ``rounds`` times, and each keeps its median round, so that a slow spell
     of the machine falls on all of them rather than on one."""
-    return timer.in_turn({name: (lambda m=model: [measure(m, platform, input_shape, min_run_time).median_ms])
+    return timer.in_turn({name: (lambda m=model: [measure(m, platform, input_shape, min_run_time, as_is).median_ms])
                             for name, model in models.items()}, rounds)

@@ -71,10 +71,11 @@ def _check(names: list[str]) -> None:
 
 
 def prepare(model: nn.Module, runtime: str, input_shape: tuple[int, ...]) -> nn.Module:
-    """A CPU copy of ``model`` (eval mode) as ``runtime`` runs it for inputs of ``input_shape``;
+    """A CPU copy of ``model`` (eval mode, NCHW weights as a built or loaded model has them:
+    training leaves them channels-last) as ``runtime`` runs it for inputs of ``input_shape``;
     ``ValueError`` naming the runtimes for an unknown name."""
     _check([runtime])
-    model = copy.deepcopy(model).cpu().eval()
+    model = copy.deepcopy(model).cpu().eval().to(memory_format=torch.contiguous_format)
     return RUNTIMES[runtime](model, torch.zeros(input_shape))
 
 
@@ -100,7 +101,7 @@ def speedups(models: dict[str, nn.Module], input_shape: tuple[int, ...], runtime
                 torch._dynamo.reset()
                 prepared = {name: prepare(m, runtime, input_shape) for name, m in models.items()}
                 cpu = platforms.Platform(f"torch-cpu-{n}t", "cpu", n, f"{runtime}, CPU, {n} threads")
-                ms = platforms.measure_in_turn(prepared, cpu, input_shape, rounds, min_run_time)
+                ms = platforms.measure_in_turn(prepared, cpu, input_shape, rounds, min_run_time, as_is=True)
                 rows.append({"runtime": runtime, "threads": n,
                              **{f"{name} (ms)": round(v, 3) for name, v in ms.items()},
                              **{f"{name} speedup (x)": round(ms[reference] / v, 2)
