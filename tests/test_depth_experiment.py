@@ -255,7 +255,7 @@ def test_frames_per_second_interleaves_the_models_and_keeps_each_ones_median_rou
     calls = []
     slow_spell = {("a", 1): 40.0}  # one slow round of model a must not count
 
-    def fake_measure(model, platform, shape, min_run_time):
+    def fake_measure(model, platform, shape, min_run_time, as_is=False):
         round_ = sum(1 for m, p in calls if m == model.tag and p == platform)
         calls.append((model.tag, platform))
         return Latency(median_ms=slow_spell.get((model.tag, round_), 10.0 if model.tag == "a" else 5.0), iqr_ms=0.0,

@@ -95,5 +95,6 @@ def measure_in_turn(models: dict[str, nn.Module], platform: str | Platform, inpu
     """Median latency (ms) of each model on ``platform``: the models are timed in turn
     (:func:`measure`), ``rounds`` times, and each keeps its median round, so that a slow spell
     of the machine falls on all of them rather than on one."""
-    return timer.in_turn({name: (lambda m=model: [measure(m, platform, input_shape, min_run_time, as_is).median_ms])
+    return timer.in_turn({name: (lambda m=model: [measure(m, platform, input_shape, min_run_time,
+                                                          as_is=as_is).median_ms])
                             for name, model in models.items()}, rounds)
