@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from tutorial_lib import cache, data, masks, metrics, profiles, tables
+from tutorial_lib import cache, data, masks, metrics, models, profiles, tables
 from tutorial_lib.data import DatasetNotFoundError
 from tutorial_lib.depth import experiment as ex
 from tutorial_lib.depth import losses
@@ -33,11 +33,11 @@ def _random_pattern(model, seed=0, keep=0.5):
     return pattern
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_packed_monodepth_gives_the_masked_disparities_and_the_estimated_size(seed):
+@pytest.mark.parametrize("seed,iconvs", [(0, False), (1, False), (2, True)])
+def test_packed_monodepth_gives_the_masked_disparities_and_the_estimated_size(seed, iconvs):
     torch.manual_seed(seed)
-    masked = masks.insert_masks(MonoDepth(width=1 / 8), seed=seed)
-    assert list(masks.masks_of(masked)) == prunable_convs()
+    masked = masks.insert_masks(MonoDepth(width=1 / 8), seed=seed, layers=prunable_convs(iconvs=iconvs))
+    assert list(masks.masks_of(masked)) == prunable_convs(iconvs=iconvs)  # graph order: what resize_spec reads
     masks.set_pattern(masked, _random_pattern(masked, seed))
     packed = pack(masked)
     assert isinstance(packed, MonoDepth) and not masks.masks_of(packed)
@@ -52,6 +52,10 @@ def test_packed_monodepth_gives_the_masked_disparities_and_the_estimated_size(se
     assert packed.iconv5.in_channels == kept["upconv5"] + kept["conv4b"]
     assert packed.iconv2.in_channels == kept["upconv2"] + kept["conv1b"] + 2
     assert packed.iconv1.in_channels == kept["upconv1"] + 2
+    if iconvs:  # the iconvs shrink, and with them the disparity heads' and the next upconv's inputs
+        assert packed.iconv_widths == [kept[f"iconv{i}"] for i in range(7, 0, -1)]
+        assert packed.disp1.in_channels == kept["iconv1"] and packed.upconv3.in_channels == kept["iconv4"]
+        assert models.from_spec(packed.spec()).iconv_widths == packed.iconv_widths
 
 
 def test_published_pruned_widths_give_the_published_parameter_count():
@@ -171,6 +175,20 @@ def test_lesson_03_end_to_end_at_the_smoke_profile():
     spread = ex.image_dependence({"baseline": model, "pruned": pruned.model}, bundle, cfg)
     assert list(spread["disparities"]) == ["ground truth", "baseline", "pruned"]
     assert spread["spread across images (px)"].iloc[1] > 0  # a conv net's output moves with its input
+
+    wider = ex.with_iconvs(model, bundle, cfg, pruned)  # beyond the seed: the iconvs masked too
+    assert set(masks.masks_of(wider.extra["masked"])) == set(prunable_convs(iconvs=True))
+    assert wider.params == wider.extra["estimated_params"] and len(wider.model.iconv_widths) == 7
+    assert ex.with_iconvs(model, bundle, cfg.replace(depth_mask_iconvs=True), pruned) is pruned
+    both = {"published 21": pruned, "with iconvs": wider}
+    fps = ex.frames_per_second({"baseline": model, "published 21": pruned.model, "published 21 ceiling": ceiling,
+                                "with iconvs": wider.model, "with iconvs ceiling": ex.speed_ceiling(cfg, iconvs=True)},
+                               cfg, min_run_time=0.01)
+    scope = ex.scope_table(base, both, fps)
+    assert list(scope["masked convs"]) == list(both) and scope.loc[0, "params removed %"] == \
+        round(100 * (1 - pruned.params / base.params), 1)
+    assert scope.loc[0, "ceiling speedup torch-cpu-1t"] == round(fps.loc["published 21 ceiling", "torch-cpu-1t"]
+                                                         / fps.loc["baseline", "torch-cpu-1t"], 2)
     examples = ex.example_disparities({"baseline": model, "pruned": pruned.model}, bundle, cfg)
     assert list(examples["motorcycle"]) == ["input", "ground truth", "baseline", "pruned"]
     assert torch.isnan(examples["motorcycle"]["ground truth"]).any()

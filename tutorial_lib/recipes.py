@@ -332,6 +332,8 @@ class Depth(Recipe):
     depth_epochs: int = knob(16, 0, 1000, help="training epochs of the monodepth baseline")
     depth_lr: float = knob(1e-3, 1e-7, 1.0, help="Adam learning rate of the monodepth baseline")
     depth_batch_size: int = knob(4, 1, 4096)
+    depth_augment: bool = knob(True, help="monodepth's training augmentation (mirrored pairs, gamma, brightness, "
+                               "colour), as published")
 
     @property
     def schedule(self) -> Schedule:
@@ -367,6 +369,8 @@ class DepthPruning(Recipe):
     depth_prune_lr: float = knob(2.5e-4, 1e-7, 1.0, help="Adam learning rate of monodepth's weights in joint pruning",
                                  published=1e-4, why="the baseline's final rate here, so that the first epochs' "
                                  "closures do not throw the weights off their solution")
+    depth_mask_iconvs: bool = knob(False, help="also mask the 7 iconvs that fuse the skips (beyond the seed, "
+                                   "which masks the 14 encoder convs and 7 upconvs)")
     depth_kd_weight: float = knob(1.0, 0.0, 1000.0, help="weight of disparity distillation from the baseline in "
                                   "monodepth's joint pruning (0: none, as published)", published=0.0,
                                   why="our addition: the baseline's disparities show the gates which filters the "

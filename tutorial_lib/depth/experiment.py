@@ -28,11 +28,11 @@ from tutorial_lib.cost import count
 from tutorial_lib.measure import platforms, profiler
 from tutorial_lib.depth import stereo
 from tutorial_lib.depth.task import METRICS, StereoDepth, predict_disparity
-from tutorial_lib.models.monodepth import PRUNABLE, MonoDepth, prunable_convs
+from tutorial_lib.models.monodepth import ICONVS, PRUNABLE, MonoDepth, prunable_convs
 from tutorial_lib.pruning import joint
 from tutorial_lib.pruning.pack import pack
 
-STEREO = StereoDepth()
+STEREO = StereoDepth()  # evaluation (training batches go through task(cfg), augmented as the recipe says)
 TEST_SEED_OFFSET = 10_000  # synthetic test scenes use seed + this: never the training scenes
 PRUNED_RECIPES = ("depth", "depth_pruning")  # what the cached pruned monodepth is made from
 KITTI_TRAIN_LIST = "kitti_train_files.txt"  # monodepth's utils/filenames list, inside the KITTI folder
@@ -97,6 +97,11 @@ def motorcycle_loader(cfg) -> DataLoader:
     return DataLoader(TensorDataset(*stereo.motorcycle(cfg.depth_height, cfg.depth_width)), batch_size=1)
 
 
+def task(cfg) -> StereoDepth:
+    """The stereo task training reads: monodepth's augmentation on when ``depth_augment`` says so."""
+    return StereoDepth(augment=cfg.depth_augment)
+
+
 def build(cfg) -> MonoDepth:
     """Monodepth at ``cfg.depth_model_width``, initialised from ``cfg.seed`` (global RNG untouched)."""
     with repro.seeded(cfg.seed):
@@ -110,11 +115,12 @@ def halving_schedule(optimizer: torch.optim.Optimizer, epochs: int):
 
 
 def train_baseline(model: nn.Module, bundle: data.DataBundle, cfg, checkpoint_dir=None) -> pd.DataFrame:
-    """Train ``model`` on the stereo loss: Adam (``depth_lr``), ``depth_epochs``, halving schedule."""
+    """Train ``model`` on the stereo loss: Adam (``depth_lr``), ``depth_epochs``, halving schedule,
+    monodepth's augmentation (``depth_augment``)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.depth_lr)
     return train.fit(model, bundle, cfg.depth.schedule, cfg.run, optimizer=optimizer,
                      scheduler=halving_schedule(optimizer, cfg.depth_epochs), checkpoint_dir=checkpoint_dir,
-                     desc="monodepth", task=STEREO)
+                     desc="monodepth", task=task(cfg))
 
 
 def baseline(cfg, bundle: data.DataBundle) -> tuple[nn.Module, pd.DataFrame]:
@@ -230,19 +236,21 @@ def pruning_optimizer(masked: nn.Module, cfg) -> torch.optim.Optimizer:
 def prune_monodepth(baseline_model: nn.Module, bundle: data.DataBundle, cfg, lam: float | None = None) -> DepthResult:
     """Joint pruning of a copy of the baseline, then pack; the packed model is stored in the cache.
 
-    Loss: stereo loss + ``lam`` (default ``depth_prune_lambda``) x ``depth_mask_loss`` for
+    Masks on the 21 prunable convs (with ``depth_mask_iconvs``, on the 7 iconvs too). Loss:
+    stereo loss + ``lam`` (default ``depth_prune_lambda``) x ``depth_mask_loss`` for
     ``depth_prune_epochs``, Adam with a cosine decay (``train_joint``). ``extra`` holds the
     masked model, the largest gap between packed and masked disparities on test images, and
     the parameter count the masks predicted.
     """
     if lam is not None and lam != cfg.depth_prune_lambda:
         cfg = cfg.replace(depth_prune_lambda=lam)
-    masked = masks.insert_masks(copy.deepcopy(baseline_model).cpu(), seed=cfg.seed)  # the 21 prunable convs
+    masked = masks.insert_masks(copy.deepcopy(baseline_model).cpu(), seed=cfg.seed,
+                                layers=prunable_convs(iconvs=cfg.depth_mask_iconvs))
     masks.attach_costs(masked, input_shape(cfg))  # each filter's price, for the cost_sum mask term
     teacher = copy.deepcopy(baseline_model).to(cfg.device) if cfg.depth_kd_weight > 0 else None
     history = joint.train_joint(
         masked, bundle, cfg, schedule=cfg.depth.schedule, epochs=cfg.depth_prune_epochs, lam=cfg.depth_prune_lambda,
-        weight_lr=cfg.depth_prune_lr, mask_loss=cfg.depth_mask_loss, task=STEREO, desc="prune",
+        weight_lr=cfg.depth_prune_lr, mask_loss=cfg.depth_mask_loss, task=task(cfg), desc="prune",
         optimizer=pruning_optimizer(masked, cfg), teacher=teacher, kd_weight=cfg.depth_kd_weight,
     )
     packed = pack(masked).to(cfg.device)
@@ -285,12 +293,43 @@ def frames_per_second(models: dict[str, nn.Module], cfg, min_run_time: float = 0
     return pd.DataFrame({p: {name: 1000.0 / v for name, v in per.items()} for p, per in ms.items()})
 
 
-def speed_ceiling(cfg) -> MonoDepth:
+def speed_ceiling(cfg, iconvs: bool = False) -> MonoDepth:
     """Monodepth with every prunable conv cut to one filter (untrained: only its speed counts):
     the fastest network that masks on the 21 prunable convs can reach, since the iconvs, the
-    disparity heads, the activations and the upsampling keep their size."""
+    disparity heads, the activations and the upsampling keep their size (``iconvs``: the
+    iconvs at one filter too, the ceiling of masking them as well)."""
     with repro.seeded(cfg.seed):
-        return MonoDepth(width=cfg.depth_model_width, widths=[1] * len(PRUNABLE)).to(cfg.device)
+        return MonoDepth(width=cfg.depth_model_width, widths=[1] * len(PRUNABLE),
+                         iconv_widths=[1] * len(ICONVS) if iconvs else None).to(cfg.device)
+
+
+def with_iconvs(baseline_model: nn.Module, bundle: data.DataBundle, cfg, pruned: DepthResult) -> DepthResult:
+    """Beyond the seed: the same joint pruning with the iconvs masked too (``depth_mask_iconvs``);
+    ``pruned`` itself where the profile already masks them."""
+    if cfg.depth_mask_iconvs:
+        return pruned
+    result = prune_monodepth(baseline_model, bundle, cfg.replace(depth_mask_iconvs=True))
+    result.name = "pruned, iconvs masked too"
+    return result
+
+
+def scope_table(base: DepthResult, scopes: dict[str, DepthResult], fps: pd.DataFrame) -> pd.DataFrame:
+    """Which convs the masks may shrink, and what that buys: per scope (label -> pruned result,
+    with rows ``label`` and ``label + " ceiling"`` in ``fps``), the parameters and FLOPs
+    removed, the D1-all rise on the test set and on the motorcycle, and on every CPU platform
+    the batch-1 speedup beside that scope's one-filter ceiling."""
+    rows = []
+    for label, r in scopes.items():
+        rec = {"masked convs": label, "params removed %": round(100 * (1 - r.params / base.params), 1),
+               "FLOPs removed %": round(100 * (1 - r.flops / base.flops), 1)}
+        for where, name in (("test", "test set"), ("motorcycle", "motorcycle")):
+            rec[f"D1-all rise ({name})"] = round(r.scores[where]["d1_all"] - base.scores[where]["d1_all"], 2)
+        for p in fps.columns:
+            if "cpu" in p:
+                rec[f"speedup {p}"] = round(float(fps.loc[label, p] / fps.loc["baseline", p]), 2)
+                rec[f"ceiling speedup {p}"] = round(float(fps.loc[f"{label} ceiling", p] / fps.loc["baseline", p]), 2)
+        rows.append(rec)
+    return pd.DataFrame(rows, dtype=object)
 
 
 PARTS = (("masked convs (14 encoder, 7 upconv)", "prunable"), ("unmasked convs (iconv, disparity heads)", "fixed"),
@@ -444,5 +483,5 @@ def example_disparities(models: dict[str, nn.Module], bundle: data.DataBundle, c
 
 
 __all__ = ["load", "baseline", "image_blind", "image_dependence", "prune_monodepth", "pruned_model", "evaluate", "measure",
-           "score_lines", "frames_per_second", "speed_ceiling", "time_by_part", "results_table", "fps_table",
+           "score_lines", "frames_per_second", "speed_ceiling", "with_iconvs", "scope_table", "time_by_part", "results_table", "fps_table",
            "kitti_table", "widths_table", "targets", "example_disparities", "METRICS", "DepthResult"]

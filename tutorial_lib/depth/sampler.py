@@ -3,8 +3,10 @@
 Monodepth's ``bilinear_sampler_1d_h`` samples an image at ``x + d * width`` (pixels, same
 row) with bilinear weights, so the loss can pull gradients back into the disparity. Here
 it is ``F.grid_sample`` with ``align_corners=False``, where a shift of ``d`` (a fraction of
-the width) is exactly ``2 * d`` in normalised coordinates, and ``padding_mode="border"``
-(samples past the edge repeat the edge pixel, as the TF code's edge padding does).
+the width) is exactly ``2 * d`` in normalised coordinates, and ``padding_mode="zeros"``: the
+TF code's "border" mode pads the image with one ring of zeros (``tf.pad``, constant) and clamps
+the sample inside that ring, so a sample past the edge blends the edge pixel with black and
+reads black beyond, which is what ``grid_sample``'s zero padding does.
 
 For a rectified pair a point at column ``x`` in the left view is at ``x - d`` in the right
 view, so ``left(x) = right(x - d_left(x))`` and ``right(x) = left(x + d_right(x))``.
@@ -25,7 +27,7 @@ def apply_disparity(img: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     grid_x = gx.unsqueeze(0) + 2 * disp[:, 0]
     grid = torch.stack([grid_x, gy.unsqueeze(0).expand(n, h, w)], dim=-1)
-    return F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def reconstruct_left(right: torch.Tensor, disp_left: torch.Tensor) -> torch.Tensor:

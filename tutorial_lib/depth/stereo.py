@@ -205,6 +205,27 @@ class StereoTensorDataset(Dataset):
         return self.left[i], self.right[i], self.disp_px[i]
 
 
+def augment_pair(left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Monodepth's training augmentation of a batch of pairs (N, C, H, W) in [0, 1], each pair
+    drawn on its own from the global random state, as its data loader does:
+
+    * with probability 1/2 the pair is mirrored: the new left view is the flipped *right* one
+      and the new right view the flipped left one, so the result is still a rectified pair
+      with positive disparities (flipping alone would make them negative);
+    * with probability 1/2 both views get the same gamma in [0.8, 1.2], brightness factor in
+      [0.5, 2] and per-channel colour factors in [0.8, 1.2], then are clipped to [0, 1].
+
+    Every draw is made whatever the coin says, so the random state moves the same on every batch."""
+    n, c = left.shape[:2]
+    flip, shift, gamma, brightness = (torch.rand(n, 1, 1, 1) for _ in range(4))
+    colours = 0.8 + 0.4 * torch.rand(n, c, 1, 1)
+    flip, shift = (flip > 0.5).to(left.device), (shift > 0.5).to(left.device)
+    left, right = torch.where(flip, right.flip(-1), left), torch.where(flip, left.flip(-1), right)
+    factor = ((0.5 + 1.5 * brightness) * colours).to(left.device)
+    gamma = (0.8 + 0.4 * gamma).to(left.device)
+    return tuple(torch.where(shift, (view ** gamma * factor).clamp(0, 1), view) for view in (left, right))
+
+
 def synthetic_dataset(n: int, height: int = 128, width: int = 256, seed: int = 0) -> StereoTensorDataset:
     """:func:`synthetic_stereo` as a dataset (size checked against the model's 128 divisor)."""
     check_input_size(height, width)

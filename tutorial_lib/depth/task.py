@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 
 from tutorial_lib import train
 from tutorial_lib.depth import losses
-from tutorial_lib.depth import errors
+from tutorial_lib.depth import errors, stereo
 from tutorial_lib.distill.losses import disparity_kd
 
 KITTI_WIDTH = 1242  # the full KITTI image width whose focal length is scaled to other widths
@@ -74,14 +74,16 @@ def image_errors(gt_px: torch.Tensor, pred_px: torch.Tensor, valid: torch.Tensor
 class StereoDepth(train.Task):
     """Monodepth's task: input the left view, loss from both views, errors against ground truth.
 
-    ``alpha``, ``smoothness`` and ``lr_weight`` are the loss weights (paper: 0.85, 0.1, 1).
+    ``alpha``, ``smoothness`` and ``lr_weight`` are the loss weights (paper: 0.85, 0.1, 1);
+    ``augment``: each training batch goes through monodepth's augmentation
+    (:func:`~tutorial_lib.depth.stereo.augment_pair`: mirrored pairs, gamma, brightness, colour).
     """
 
     logged = ("d1_all", "abs_rel")
 
     def __init__(self, alpha: float = losses.ALPHA, smoothness: float = losses.SMOOTHNESS,
-                 lr_weight: float = losses.LR):
-        self.alpha, self.smoothness, self.lr_weight = alpha, smoothness, lr_weight
+                 lr_weight: float = losses.LR, augment: bool = False):
+        self.alpha, self.smoothness, self.lr_weight, self.augment = alpha, smoothness, lr_weight, augment
 
     def split(self, batch, device: str) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         if len(batch) < 2:
@@ -89,6 +91,8 @@ class StereoDepth(train.Task):
         left, right = batch[0].to(device), batch[1].to(device)
         if left.shape != right.shape:
             raise ValueError(f"left and right views differ in size: {tuple(left.shape)} vs {tuple(right.shape)}")
+        if self.augment:  # split prepares training batches only (evaluate reads its own)
+            left, right = stereo.augment_pair(left, right)
         return left, (left, right)
 
     def terms(self, outputs, target) -> dict[str, torch.Tensor]:

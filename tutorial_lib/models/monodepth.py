@@ -9,8 +9,10 @@ conv is followed by ELU and has a bias; there is no batch norm. Padding is zero 
 ``(k - 1) // 2`` pixels, as in the TensorFlow code (``tf.pad`` then a VALID conv).
 
 The 21 *prunable* convs are the 14 encoder convs and the 7 upconvs; their output channels
-(``widths``) are all a pruned model needs to be rebuilt. The iconvs and disparity heads keep
-the published widths (scaled by ``width``). At full size with RGB input the model has
+(``widths``) are all a pruned model needs to be rebuilt. The iconvs keep the published widths
+(scaled by ``width``), as in the seed; beyond the seed they can be pruned too
+(``prunable_convs(iconvs=True)``, their widths in ``iconv_widths``). The disparity heads' two
+output channels are the left and right disparity and are never pruned. At full size with RGB input the model has
 31,600,072 parameters. Inputs must have height and width divisible by 128 (seven stride-2
 convs); :func:`check_input_size` says so before a run, ``forward`` does not check (tracing).
 """
@@ -30,13 +32,18 @@ DISP_SCALES = (4, 3, 2, 1)  # iconvs with a disparity head
 DISP_SCALE = 0.3  # disparities are 0.3 * sigmoid: at most 30% of the image width
 DIVISOR = 2 ** len(ENCODER_CHANNELS)  # 128
 
-PRUNABLE = [f"conv{i}{ab}" for i in range(1, 8) for ab in "ab"] + [f"upconv{i}" for i in range(7, 0, -1)]
+ENCODER = [f"conv{i}{ab}" for i in range(1, 8) for ab in "ab"]
+PRUNABLE = ENCODER + [f"upconv{i}" for i in range(7, 0, -1)]
+ICONVS = [f"iconv{i}" for i in range(7, 0, -1)]
+# Beyond the seed: the iconvs too, in graph order (each decoder scale: upconv, then iconv).
+PRUNABLE_WITH_ICONVS = ENCODER + [name for i in range(7, 0, -1) for name in (f"upconv{i}", f"iconv{i}")]
 
 
-def prunable_convs(model: nn.Module | None = None) -> list[str]:
-    """The 21 module names whose output channels may be pruned, in graph order: conv1a,
-    conv1b, ..., conv7b, upconv7, ..., upconv1 (the iconvs and disparity heads are kept)."""
-    return list(PRUNABLE)
+def prunable_convs(model: nn.Module | None = None, iconvs: bool = False) -> list[str]:
+    """The module names whose output channels may be pruned, in graph order: the seed's 21
+    (conv1a, conv1b, ..., conv7b, upconv7, ..., upconv1), or with ``iconvs`` also the 7 iconvs
+    that fuse the skips (28: ..., upconv7, iconv7, upconv6, iconv6, ...)."""
+    return list(PRUNABLE_WITH_ICONVS if iconvs else PRUNABLE)
 
 
 def check_input_size(height: int, width: int) -> None:
@@ -61,13 +68,13 @@ def default_widths(width: float = 1.0) -> list[int]:
     return [max(1, int(round(c * width))) for c in (*enc, *DECODER_CHANNELS)]
 
 
-def _check_widths(widths: Sequence[int]) -> list[int]:
+def _check_widths(widths: Sequence[int], names: Sequence[str] = PRUNABLE, what: str = "widths") -> list[int]:
     out = list(widths)
-    if len(out) != len(PRUNABLE):
-        raise ValueError(f"MonoDepth has {len(PRUNABLE)} prunable convs ({', '.join(PRUNABLE)}); "
-                         f"widths needs {len(PRUNABLE)} entries, got {len(out)}")
+    if len(out) != len(names):
+        raise ValueError(f"MonoDepth has {len(names)} such convs ({', '.join(names)}); "
+                         f"{what} needs {len(names)} entries, got {len(out)}")
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in out):
-        raise ValueError(f"MonoDepth widths are channel counts >= 1, got {out!r}")
+        raise ValueError(f"MonoDepth {what} are channel counts >= 1, got {out!r}")
     return out
 
 
@@ -77,15 +84,18 @@ class MonoDepth(nn.Module):
     ``disp1`` is at full resolution, ``disp4`` at 1/8; each has two channels, the left and
     the right disparity, as a fraction of the image width. ``width`` scales every channel
     count; ``widths`` (21 ints) overrides the prunable convs' output channels, in the order
-    of :func:`prunable_convs`.
+    of :func:`prunable_convs`, and ``iconv_widths`` (7 ints, iconv7 ... iconv1) the iconvs'.
     """
 
-    def __init__(self, width: float = 1.0, widths: Sequence[int] | None = None, in_channels: int = 3):
+    def __init__(self, width: float = 1.0, widths: Sequence[int] | None = None, in_channels: int = 3,
+                 iconv_widths: Sequence[int] | None = None):
         super().__init__()
         self.width = float(width)
         self.widths: list[int] = _check_widths(default_widths(width) if widths is None else widths)
         self.in_channels = in_channels
-        self.iconv_widths = [max(1, int(round(c * self.width))) for c in DECODER_CHANNELS]
+        self.iconv_widths: list[int] = _check_widths(
+            [max(1, int(round(c * self.width))) for c in DECODER_CHANNELS] if iconv_widths is None else iconv_widths,
+            ICONVS, "iconv_widths")
         w = dict(zip(PRUNABLE, self.widths))
 
         channels = in_channels
@@ -142,19 +152,24 @@ class MonoDepth(nn.Module):
     def spec(self) -> dict:
         """What is needed to rebuild this model: stored beside every checkpoint."""
         return {"class": "MonoDepth", "width": self.width, "widths": list(self.widths),
-                "in_channels": self.in_channels}
+                "iconv_widths": list(self.iconv_widths), "in_channels": self.in_channels}
 
 
 def from_spec(spec: dict) -> nn.Module:
     """Rebuild a model from :meth:`MonoDepth.spec` (weights come from the state dict)."""
     if spec.get("class") != "MonoDepth":
         raise ValueError(f"cannot rebuild a model of class {spec.get('class')!r}; known: MonoDepth")
-    return MonoDepth(width=spec.get("width", 1.0), widths=spec.get("widths"), in_channels=spec.get("in_channels", 3))
+    return MonoDepth(width=spec.get("width", 1.0), widths=spec.get("widths"), in_channels=spec.get("in_channels", 3),
+                     iconv_widths=spec.get("iconv_widths"))
 
 
 def resize_spec(spec: dict, widths: list[int]) -> dict:
-    """``spec`` with the output channels of its 21 prunable convs replaced, in graph order."""
-    if len(widths) != len(PRUNABLE):
-        raise ValueError(f"a MonoDepth has {len(PRUNABLE)} prunable convolutions and needs "
-                         f"{len(PRUNABLE)} widths, got {len(widths)}")
-    return {**spec, "widths": [int(v) for v in widths]}
+    """``spec`` with the output channels of its masked convs replaced, in graph order: the 21
+    prunable convs, or the 28 of ``prunable_convs(iconvs=True)`` (the iconvs' go to ``iconv_widths``)."""
+    if len(widths) == len(PRUNABLE):
+        return {**spec, "widths": [int(v) for v in widths]}
+    if len(widths) == len(PRUNABLE_WITH_ICONVS):
+        by_name = dict(zip(PRUNABLE_WITH_ICONVS, (int(v) for v in widths)))
+        return {**spec, "widths": [by_name[n] for n in PRUNABLE], "iconv_widths": [by_name[n] for n in ICONVS]}
+    raise ValueError(f"a MonoDepth has {len(PRUNABLE)} prunable convolutions ({len(PRUNABLE_WITH_ICONVS)} with "
+                     f"its iconvs) and needs as many widths, got {len(widths)}")
