@@ -112,6 +112,10 @@ def test_integer_shift_is_reconstructed_exactly_away_from_the_border():
     torch.testing.assert_close(reconstruct_right(left, disp)[..., :-k], right[..., :-k], atol=1e-6, rtol=0)
     # past the edge the sample reads the zero ring of the TF code's padding, not the edge pixel
     torch.testing.assert_close(apply_disparity(right, disp)[..., -1], torch.zeros_like(right[..., -1]))
+    # the tutorial's edge padding repeats the edge pixel there instead
+    torch.testing.assert_close(apply_disparity(right, disp, "border")[..., -1], right[..., -1], atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="valid choices: zeros, border"):
+        apply_disparity(right, disp, "reflect")
 
 
 def _tf_bilinear_sampler_1d_h(img: np.ndarray, disp: np.ndarray) -> np.ndarray:

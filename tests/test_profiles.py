@@ -125,3 +125,7 @@ def test_deviations_from_the_published_methods_are_listed_with_a_reason_and_the_
     lines = profiles.describe_deviations(profiles.resolve("tutorial"), "depth_pruning").splitlines()
     assert "depth_mask_loss: cost_sum here, filter_sum published. Why: " in "\n".join(lines) and len(lines) == 5
     assert profiles.describe_deviations(profiles.resolve("paper")) == "none: every knob as published"
+    # knobs that share a reason are named together on its one line (lesson 02: the group's optimizer, rates and term)
+    joint = profiles.describe_deviations(profiles.resolve("tutorial"), "gates", "joint").splitlines()
+    assert len(joint) == 1 and joint[0].startswith("mask_optimizer: sgd here, adam published; mask_lr: 0.01 here, "
+                                                   "0.0001 published; mask_loss: filter_sum here, layer_mean published")

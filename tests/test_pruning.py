@@ -139,6 +139,32 @@ def test_scratch_twins_train_for_scratch_epochs(smoke_cfg):
     assert baselines.scratch_epochs(cfg.replace(scratch_epochs=None)) == cfg.epochs
 
 
+def test_mask_optimizer_is_sgd_or_the_groups_adam_with_the_two_learning_rates(smoke_cfg):
+    masked = masks.insert_masks(vgg.VGG([4, "M", 3], num_classes=2))
+    sgd = joint.mask_optimizer(masked, smoke_cfg, weight_lr=0.1)
+    assert isinstance(sgd, torch.optim.SGD) and [g["lr"] for g in sgd.param_groups] == [0.1, smoke_cfg.mask_lr]
+    assert [g["weight_decay"] for g in sgd.param_groups] == [smoke_cfg.weight_decay, 0.0]  # none on the logits
+    adam = joint.mask_optimizer(masked, smoke_cfg.replace(mask_optimizer="adam", mask_lr=1e-4), weight_lr=1e-4)
+    assert isinstance(adam, torch.optim.Adam) and [g["lr"] for g in adam.param_groups] == [1e-4, 1e-4]
+    assert len(adam.param_groups[1]["params"]) == len(masks.mask_parameters(masked))
+
+
+def test_slimming_sweep_runs_every_setting_at_the_budget_and_marks_the_profiles(smoke_cfg):
+    cfg = smoke_cfg.replace(train_limit=32, prune_epochs=3)
+    bundle = data.load(cfg)
+    base, _ = cache.baseline(cfg, bundle)
+    budget = compare.evaluate_packed(base, bundle, cfg, recalibrate=False)[1] // 2
+    grid = {"slimming_s": (1e-4, 1e-2), "slimming_sparse_share": (1 / 3, 1.0)}
+    sweep = compare.slimming_sweep(base, bundle, cfg, budget, grid)
+    assert list(zip(sweep["s"], sweep["sparse epochs"], sweep["fine-tune epochs"])) == \
+        [(1e-4, 1, 2), (1e-4, 3, 0), (1e-2, 1, 2), (1e-2, 3, 0)]
+    assert (sweep["params"] <= budget).all()
+    assert list(sweep["profile's"]) == ["", "", "", ""]  # the profile's 1/2 share is not in this grid
+    assert list(sweep["best"]).count("yes") == 1
+    assert sweep.loc[list(sweep["best"]).index("yes"), "top-1 %"] == sweep["top-1 %"].max()
+    assert baselines.sparse_epochs_of(cfg.replace(prune_epochs=6, slimming_sparse_share=2 / 3)) == 4
+
+
 def test_all_methods_run_at_one_budget(smoke_cfg):
     cfg = smoke_cfg
     bundle = data.load(cfg)

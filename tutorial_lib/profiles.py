@@ -83,12 +83,13 @@ PROFILES: dict[str, dict[str, Any]] = {
     "paper": dict(
         dataset="cifar100", width=1.0, epochs=164, batch_size=256, lr=0.1, milestones=(81, 122), augment=True,
         device="auto", download=True, num_workers=4, mask_epochs=10,
-        prune_epochs=100, prune_lambda=1.0, mask_loss="layer_mean",
+        # joint pruning as in the group's code: one Adam at 1e-4 for weights and masks, layer_mean, lambda 1
+        prune_epochs=100, prune_lambda=1.0, mask_loss="layer_mean", mask_optimizer="adam", mask_lr=1e-4, prune_lr=1e-4,
         frontier_lambdas=(0.5, 2.0), student_width=1.0, student_epochs=240, student_lambda=None,
         # adaptive constrained pruning as published: 2,004,846 parameters, Adam 1e-4; bounds over batch 1..256
         bounds_batches=(1, 2, 4, 8, 16, 32, 64, 128, 256), signature_count=20, signature_epochs=10,
         budget_params=2004846, constrained_epochs=100, constrained_lr=1e-4, constrained_lambda=1.0,
-        constrained_patience_over=2, constrained_patience_under=4,
+        constrained_patience_over=2, constrained_patience_under=4, constrained_mask_loss="layer_mean",
         # monodepth's published recipe: KITTI, 256x512, Adam 1e-4 (halved at 3/5 and 4/5), batch 8, 50 epochs
         depth_data="kitti", depth_height=256, depth_width=512, depth_model_width=1.0, depth_epochs=50,
         depth_lr=1e-4, depth_batch_size=8, depth_train_pairs=None, depth_test_pairs=None, depth_prune_epochs=50,
@@ -107,10 +108,15 @@ def deviations(cfg: Config, *names: str) -> pd.DataFrame:
 
 
 def describe_deviations(cfg: Config, *names: str) -> str:
-    """:func:`deviations` as one line per knob, for a lesson to print: value here, published, why."""
-    return "\n".join(f"{d.knob}: {d.here:g} here, {d.published:g} published. Why: {d.why}"
-                     if isinstance(d.here, float) else f"{d.knob}: {d.here} here, {d.published} published. Why: {d.why}"
-                     for d in deviations(cfg, *names).itertuples()) or "none: every knob as published"
+    """:func:`deviations` for a lesson to print: one line per reason, naming each knob it covers
+    with its value here and the published one."""
+    groups: dict[str, list[str]] = {}
+    for d in deviations(cfg, *names).itertuples():
+        values = f"{d.here:g} here, {d.published:g} published" if isinstance(d.here, float) \
+            else f"{d.here} here, {d.published} published"
+        groups.setdefault(d.why, []).append(f"{d.knob}: {values}")
+    return "\n".join(f"{'; '.join(knobs)}. Why: {why}" for why, knobs in groups.items()) \
+        or "none: every knob as published"
 
 
 def _reject_unknown(names) -> None:

@@ -381,7 +381,8 @@ def run_constrained(baseline: nn.Module, bundle: data.DataBundle, cfg, b: Budget
         baseline, bundle, cfg, target, max_epochs=cfg.constrained_epochs, lr=cfg.constrained_lr,
         measured_over_estimate=measured_over_estimate(baseline, bundle, cfg, table, b.platform)
         if b.kind == "latency" else None,
-        mask_lr=cfg.constrained_mask_lr, lam=cfg.constrained_lambda, patience_over=cfg.constrained_patience_over,
+        mask_lr=cfg.constrained_mask_lr, mask_loss=cfg.constrained_mask_loss, lam=cfg.constrained_lambda,
+        patience_over=cfg.constrained_patience_over,
         patience_under=cfg.constrained_patience_under,
         latency_platform=b.platform if b.kind == "latency" else None, table=table)
     _, test_loader = data.loaders(bundle, cfg.batch_size, cfg.run)

@@ -98,8 +98,9 @@ def motorcycle_loader(cfg) -> DataLoader:
 
 
 def task(cfg) -> StereoDepth:
-    """The stereo task training reads: monodepth's augmentation on when ``depth_augment`` says so."""
-    return StereoDepth(augment=cfg.depth_augment)
+    """The stereo task training reads: monodepth's augmentation on when ``depth_augment`` says so,
+    the sampler's padding from ``depth_sampler_padding``."""
+    return StereoDepth(augment=cfg.depth_augment, padding=cfg.depth_sampler_padding)
 
 
 def build(cfg) -> MonoDepth:

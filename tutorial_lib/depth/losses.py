@@ -72,25 +72,27 @@ def smoothness_loss(disp: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
     return (gradient_x(disp) * weight_x).abs().mean() + (gradient_y(disp) * weight_y).abs().mean()
 
 
-def lr_consistency_loss(disp_left: torch.Tensor, disp_right: torch.Tensor) -> torch.Tensor:
+def lr_consistency_loss(disp_left: torch.Tensor, disp_right: torch.Tensor, padding: str = "zeros") -> torch.Tensor:
     """``mean|d_l - d_r warped to the left|`` + ``mean|d_r - d_l warped to the right|``."""
-    right_to_left = reconstruct_left(disp_right, disp_left)
-    left_to_right = reconstruct_right(disp_left, disp_right)
+    right_to_left = reconstruct_left(disp_right, disp_left, padding)
+    left_to_right = reconstruct_right(disp_left, disp_right, padding)
     return (right_to_left - disp_left).abs().mean() + (left_to_right - disp_right).abs().mean()
 
 
 def monodepth_loss(disps: Sequence[torch.Tensor], left: torch.Tensor, right: torch.Tensor,
-                   alpha: float = ALPHA, smoothness: float = SMOOTHNESS, lr: float = LR) -> dict[str, torch.Tensor]:
+                   alpha: float = ALPHA, smoothness: float = SMOOTHNESS, lr: float = LR,
+                   padding: str = "zeros") -> dict[str, torch.Tensor]:
     """The weighted terms ``{"appearance", "smoothness", "lr_consistency"}`` of monodepth's loss
     for ``disps`` (finest first, each (N, 2, h, w): left then right disparity as a fraction of
-    width) and the full-size images; the total loss is the sum of the three."""
+    width) and the full-size images; the total loss is the sum of the three. ``padding``: what
+    the sampler reads past the image's edge (``sampler.apply_disparity``)."""
     sizes = [tuple(d.shape[-2:]) for d in disps]
     lefts, rights = scale_pyramid(left, sizes), scale_pyramid(right, sizes)
     appearance = smooth = consistency = left.new_zeros(())
     for s, (disp, l_img, r_img) in enumerate(zip(disps, lefts, rights)):
         d_l, d_r = disp[:, 0:1], disp[:, 1:2]
-        appearance = appearance + appearance_loss(reconstruct_left(r_img, d_l), l_img, alpha) \
-            + appearance_loss(reconstruct_right(l_img, d_r), r_img, alpha)
+        appearance = appearance + appearance_loss(reconstruct_left(r_img, d_l, padding), l_img, alpha) \
+            + appearance_loss(reconstruct_right(l_img, d_r, padding), r_img, alpha)
         smooth = smooth + (smoothness_loss(d_l, l_img) + smoothness_loss(d_r, r_img)) / 2 ** s
-        consistency = consistency + lr_consistency_loss(d_l, d_r)
+        consistency = consistency + lr_consistency_loss(d_l, d_r, padding)
     return {"appearance": appearance, "smoothness": smoothness * smooth, "lr_consistency": lr * consistency}

@@ -76,14 +76,16 @@ class StereoDepth(train.Task):
 
     ``alpha``, ``smoothness`` and ``lr_weight`` are the loss weights (paper: 0.85, 0.1, 1);
     ``augment``: each training batch goes through monodepth's augmentation
-    (:func:`~tutorial_lib.depth.stereo.augment_pair`: mirrored pairs, gamma, brightness, colour).
+    (:func:`~tutorial_lib.depth.stereo.augment_pair`: mirrored pairs, gamma, brightness, colour);
+    ``padding``: what the view sampler reads past the image's edge (monodepth: zeros).
     """
 
     logged = ("d1_all", "abs_rel")
 
     def __init__(self, alpha: float = losses.ALPHA, smoothness: float = losses.SMOOTHNESS,
-                 lr_weight: float = losses.LR, augment: bool = False):
+                 lr_weight: float = losses.LR, augment: bool = False, padding: str = "zeros"):
         self.alpha, self.smoothness, self.lr_weight, self.augment = alpha, smoothness, lr_weight, augment
+        self.padding = padding
 
     def split(self, batch, device: str) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         if len(batch) < 2:
@@ -98,7 +100,7 @@ class StereoDepth(train.Task):
     def terms(self, outputs, target) -> dict[str, torch.Tensor]:
         """The three weighted loss terms (appearance, smoothness, lr_consistency)."""
         left, right = target
-        return losses.monodepth_loss(outputs, left, right, self.alpha, self.smoothness, self.lr_weight)
+        return losses.monodepth_loss(outputs, left, right, self.alpha, self.smoothness, self.lr_weight, self.padding)
 
     def loss(self, outputs, target) -> torch.Tensor:
         return sum(self.terms(outputs, target).values())

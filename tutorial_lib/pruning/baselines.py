@@ -5,7 +5,7 @@ baseline's schedule:
 - ``scratch``: the pruned signature, freshly initialised, trained from scratch;
 - ``scratch_kd``: the same with Hinton KD (T = 4) from the baseline;
 - ``slimming``: Network Slimming (Liu et al., ICCV 2017): L1 on the BN scales during
-  training (s = 1e-4), one global threshold on |gamma| chosen so that the pruned model
+  training (``slimming_s``, published 1e-4), one global threshold on |gamma| chosen so that the pruned model
   matches the parameter budget, then fine-tuning;
 - ``l1_norm``: L1-norm filter pruning (Li et al., ICLR 2017): the filters of smallest L1
   norm removed from every layer at one per-layer rate (the layer-wise hyperparameter,
@@ -142,12 +142,17 @@ def filter_l1(model: nn.Module) -> dict[str, torch.Tensor]:
             if isinstance(m, nn.Conv2d)}
 
 
-def slimming(baseline: nn.Module, bundle: data.DataBundle, cfg, budget: int, s: float = 1e-4,
-             checkpoint_dir=None) -> tuple[nn.Module, dict]:
-    """Network Slimming from the baseline: half the budget of epochs sparse training with
-    ``s * sum|gamma|``, prune by one global |gamma| threshold to ``budget`` parameters,
-    fine-tune the other half."""
-    sparse_epochs = cfg.prune_epochs // 2
+def sparse_epochs_of(cfg) -> int:
+    """Network Slimming's sparse-training epochs: ``slimming_sparse_share`` of ``prune_epochs``, rounded down."""
+    return int(cfg.prune_epochs * cfg.slimming_sparse_share + 1e-9)
+
+
+def slimming(baseline: nn.Module, bundle: data.DataBundle, cfg, budget: int) -> tuple[nn.Module, dict]:
+    """Network Slimming from the baseline: ``slimming_sparse_share`` of the ``prune_epochs``
+    sparse training with ``slimming_s * sum|gamma|``, prune by one global |gamma| threshold to
+    ``budget`` parameters, fine-tune for the rest."""
+    sparse_epochs = sparse_epochs_of(cfg)
+    s = cfg.slimming_s
     model = copy.deepcopy(baseline)
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
 

@@ -19,16 +19,16 @@ from tutorial_lib.recipes import Schedule
 
 
 def mask_optimizer(model: nn.Module, cfg, weight_lr: float) -> torch.optim.Optimizer:
-    """SGD with two groups: the weights (``weight_lr``, the profile's weight decay) and the
-    mask logits (``cfg.mask_lr``, no weight decay, which would pull every logit towards the
-    threshold)."""
-    return torch.optim.SGD(
-        [
-            {"params": masks.weight_parameters(model), "lr": weight_lr, "weight_decay": cfg.weight_decay},
-            {"params": masks.mask_parameters(model), "lr": cfg.mask_lr, "weight_decay": 0.0},
-        ],
-        lr=weight_lr, momentum=cfg.momentum,
-    )
+    """``cfg.mask_optimizer`` with two groups: the weights (``weight_lr``) and the mask logits
+    (``cfg.mask_lr``). SGD (the tutorial's): momentum and the profile's weight decay on the
+    weights, none on the logits, which it would pull towards the threshold. Adam (the group's
+    code): no weight decay."""
+    groups = [{"params": masks.weight_parameters(model), "lr": weight_lr},
+              {"params": masks.mask_parameters(model), "lr": cfg.mask_lr}]
+    if cfg.mask_optimizer == "adam":
+        return torch.optim.Adam(groups, lr=weight_lr)
+    groups[0]["weight_decay"], groups[1]["weight_decay"] = cfg.weight_decay, 0.0
+    return torch.optim.SGD(groups, lr=weight_lr, momentum=cfg.momentum)
 
 
 def kept_share(model: nn.Module) -> dict[str, float]:
