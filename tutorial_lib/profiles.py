@@ -95,6 +95,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         depth_lr=1e-4, depth_batch_size=8, depth_train_pairs=None, depth_test_pairs=None, depth_prune_epochs=50,
         depth_prune_lambda=0.01, depth_mask_loss="filter_sum", depth_mask_lr=0.01, depth_prune_lr=1e-4,
         depth_kd_weight=0.0,  # the published pruning used the task and mask losses only
+        depth_augment=True,
     ),
 }
 
