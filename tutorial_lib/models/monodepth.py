@@ -12,9 +12,10 @@ The 21 *prunable* convs are the 14 encoder convs and the 7 upconvs; their output
 (``widths``) are all a pruned model needs to be rebuilt. The iconvs keep the published widths
 (scaled by ``width``), as in the seed; beyond the seed they can be pruned too
 (``prunable_convs(iconvs=True)``, their widths in ``iconv_widths``). The disparity heads' two
-output channels are the left and right disparity and are never pruned. At full size with RGB input the model has
-31,600,072 parameters. Inputs must have height and width divisible by 128 (seven stride-2
-convs); :func:`check_input_size` says so before a run, ``forward`` does not check (tracing).
+output channels are the left and right disparity and are never pruned. At full size with RGB
+input the model has 31,600,072 parameters. Inputs must have height and width divisible by 128
+(seven stride-2 convs); :func:`check_input_size` says so before a run, ``forward`` does not
+check (tracing).
 """
 
 from __future__ import annotations
