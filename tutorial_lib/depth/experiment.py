@@ -294,6 +294,11 @@ def frames_per_second(models: dict[str, nn.Module], cfg, min_run_time: float = 0
     return pd.DataFrame({p: {name: 1000.0 / v for name, v in per.items()} for p, per in ms.items()})
 
 
+def speedup(fps: pd.DataFrame, row: str, platform: str) -> float:
+    """How many times the baseline's frames per second ``row`` runs at on ``platform`` (same rounds)."""
+    return float(fps.loc[row, platform] / fps.loc["baseline", platform])
+
+
 def speed_ceiling(cfg, iconvs: bool = False) -> MonoDepth:
     """Monodepth with every prunable conv cut to one filter (untrained: only its speed counts):
     the fastest network that masks on the 21 prunable convs can reach, since the iconvs, the
@@ -327,8 +332,8 @@ def scope_table(base: DepthResult, scopes: dict[str, DepthResult], fps: pd.DataF
             rec[f"D1-all rise ({name})"] = round(r.scores[where]["d1_all"] - base.scores[where]["d1_all"], 2)
         for p in fps.columns:
             if "cpu" in p:
-                rec[f"speedup {p}"] = round(float(fps.loc[label, p] / fps.loc["baseline", p]), 2)
-                rec[f"ceiling speedup {p}"] = round(float(fps.loc[f"{label} ceiling", p] / fps.loc["baseline", p]), 2)
+                rec[f"speedup {p}"] = round(speedup(fps, label, p), 2)
+                rec[f"ceiling speedup {p}"] = round(speedup(fps, f"{label} ceiling", p), 2)
         rows.append(rec)
     return pd.DataFrame(rows, dtype=object)
 
@@ -396,7 +401,7 @@ def fps_table(fps: pd.DataFrame) -> pd.DataFrame:
                     for metric, board in BOARDS})
         rows.append(rec)
     speed = {"model": "Speedup (x)"}
-    speed.update({f"FPS {p} (ours)": round(float(fps.loc["pruned", p] / fps.loc["baseline", p]), 2)
+    speed.update({f"FPS {p} (ours)": round(speedup(fps, "pruned", p), 2)
                   for p in fps.columns})
     for metric, board in BOARDS:
         b, p = (tables.published_or_blank(FPS_TABLE, row, metric) for row in ("Baseline", "Pruned"))
@@ -404,7 +409,7 @@ def fps_table(fps: pd.DataFrame) -> pd.DataFrame:
     rows.append(speed)
     if "ceiling" in fps.index:  # speed_ceiling(): one filter in every prunable conv
         rows.append({"model": "One filter per prunable conv: ceiling speedup (x)",
-                     **{f"FPS {p} (ours)": round(float(fps.loc["ceiling", p] / fps.loc["baseline", p]), 2)
+                     **{f"FPS {p} (ours)": round(speedup(fps, "ceiling", p), 2)
                         for p in fps.columns}, **{f"published FPS {board}": "" for _, board in BOARDS}})
     return pd.DataFrame(rows, dtype=object)
 
@@ -458,8 +463,7 @@ def targets(base: DepthResult, pruned: DepthResult, fps: pd.DataFrame) -> pd.Dat
             ("D1-all rise on the test set (points)", round(rise, 2), f"<= {TARGET_D1_RISE:g}", rise <= TARGET_D1_RISE)]
     for platform in fps.columns:
         if "cpu" in platform:
-            ratio = float(fps.loc["pruned", platform] / fps.loc["baseline", platform])
-            ceiling = float(fps.loc["ceiling", platform] / fps.loc["baseline", platform])
+            ratio, ceiling = speedup(fps, "pruned", platform), speedup(fps, "ceiling", platform)
             rows.append((f"batch-1 speedup, {platform}", round(ratio, 2),
                          f">= {TARGET_CEILING_SHARE:g} x ceiling {ceiling:.2f} = {TARGET_CEILING_SHARE * ceiling:.2f}",
                          ratio >= TARGET_CEILING_SHARE * ceiling))
