@@ -25,7 +25,7 @@ def _edit(folder, name, row_column, column, row_label, value):
 def test_every_claim_is_judged_from_the_committed_tables(committed):
     card = scorecard.card(committed)
     assert list(card.columns) == scorecard.COLUMNS
-    assert len(card) == len(scorecard.CLAIMS) == 8
+    assert len(card) == len(scorecard.CLAIMS) == 9
     assert set(card["verdict"]) <= {scorecard.REPRODUCED, scorecard.NOT_REPRODUCED, scorecard.NOISE}
     assert list(scorecard.card(committed, lesson="04")["lesson"]) == ["04"] * 3
     assert (card["published"] != "").all() and (card["how judged"] != "").all()
@@ -46,6 +46,17 @@ def test_verdicts_follow_the_tables(committed):
     assert verdict(joint) == scorecard.NOISE  # inside two standard errors
     _edit(committed, "02_ranking", "method", "top-1 % mean", twin, ours + 10)
     assert verdict(joint) == scorecard.NOT_REPRODUCED
+
+    level = "joint pruning is level with the methods it is compared with (Slimming, L1-norm, Torch-Pruning)"
+    best = "L1-norm filter pruning"  # raised above every compared method, then lowered into a tie
+    _edit(committed, "02_ranking", "method", "top-1 % mean", best, ours + 10)
+    assert verdict(level) == scorecard.NOT_REPRODUCED
+    assert "the best of" in scorecard.card(committed, "02").set_index("claim").loc[level, "ours"]
+    _edit(committed, "02_ranking", "method", "top-1 % mean", best, ours + 0.01)
+    others = ranking.index[ranking.index.str.startswith(scorecard.COMPARED) & (ranking.index != best)]
+    for other in others:
+        _edit(committed, "02_ranking", "method", "top-1 % mean", other, ours - 10)
+    assert verdict(level) == scorecard.REPRODUCED  # a tie with the best is level
 
     depth = "pruned monodepth is faster at <= 2 points of D1-all"
     _edit(committed, "03_fps", "model", "FPS torch-cpu-1t (ours)", "Speedup", 1.5)

@@ -65,16 +65,42 @@ def channels_side_by_side(table: pd.DataFrame, title: str = "channels per layer:
     return fig
 
 
-def frontier(table: pd.DataFrame, baseline_accuracy: float, noise: float, title: str = ""):
-    """Top-1 against kept parameters (%) for every method, the baseline as a line, and a
-    band of +-2 standard errors of the test set around it."""
-    fig, ax = plt.subplots(figsize=(7, 4))
-    sns.lineplot(data=table, x="kept params %", y="top-1 %", hue="method", marker="o", ax=ax)
-    ax.axhline(baseline_accuracy, color="k", ls="--", lw=1, label="baseline")
-    ax.axhspan(baseline_accuracy - 2 * noise, baseline_accuracy + 2 * noise, color="k", alpha=0.08,
-               label="baseline +- 2 s.e. (test-set noise)")
-    ax.set(xscale="log", title=title)
-    ax.legend(fontsize=8)
+def frontier(table: pd.DataFrame, baseline_accuracy: float, noise: float, title: str = "",
+             x: tuple[str, ...] = ("kept params %", "latency @1 / baseline")):
+    """Top-1 against each cost column in ``x`` (one panel each, log scale), every method as a
+    line through its mean per lambda with the sd over the seeds as error bars; the baseline as
+    a line with a band of +-2 standard errors of the test set around it."""
+    x = [c for c in x if c in table]
+    means = table.groupby(["method", "lambda"], sort=False)[["top-1 %", *x]].agg(["mean", "std"]).reset_index()
+    fig, axes = plt.subplots(1, len(x), figsize=(6.5 * len(x), 4.2), squeeze=False)
+    palette = dict(zip(table["method"].unique(), sns.color_palette("tab10")))
+    for ax, column in zip(axes[0], x):
+        for method, part in means.groupby("method", sort=False):
+            part = part.sort_values((column, "mean"))
+            ax.errorbar(part[(column, "mean")], part[("top-1 %", "mean")], yerr=part[("top-1 %", "std")].fillna(0),
+                        xerr=part[(column, "std")].fillna(0), marker="o", ms=4, capsize=2, lw=1.2,
+                        color=palette[method], label=method)
+        ax.axhline(baseline_accuracy, color="k", ls="--", lw=1, label="baseline")
+        ax.axhspan(baseline_accuracy - 2 * noise, baseline_accuracy + 2 * noise, color="k", alpha=0.08,
+                   label="baseline +- 2 s.e. (test-set noise)")
+        ax.set(xscale="log", xlabel=column + (" (measured, batch 1)" if "latency" in column else ""),
+               ylabel="top-1 % (mean +- sd over seeds)")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def gates_per_layer(traces: dict[str, list[dict[str, int]]], totals: dict[str, int], title: str = ""):
+    """One heat map per run: the share of each masked layer's channels kept (rows) after each
+    epoch of joint pruning (columns), from ``joint.GateTrace.per_layer``."""
+    fig, axes = plt.subplots(1, len(traces), figsize=(3.2 * len(traces) + 1, 4.2), squeeze=False, sharey=True)
+    for ax, (label, per_layer) in zip(axes[0], traces.items()):
+        share = pd.DataFrame(per_layer, index=range(1, len(per_layer) + 1)).T.div(pd.Series(totals), axis=0)
+        sns.heatmap(100 * share, ax=ax, vmin=0, vmax=100, cmap="viridis", cbar=ax is axes[0][-1],
+                    cbar_kws={"label": "channels kept (%)"})
+        ax.set(title=label, xlabel="epoch", ylabel="masked layer" if ax is axes[0][0] else "")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 

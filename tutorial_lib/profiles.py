@@ -71,7 +71,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "smoke": dict(
         dataset="fake", arch="vgg11", width=1 / 16, epochs=1, batch_size=32, lr=0.05, seeds=2, milestones=(),
         train_limit=128, test_limit=64, mask_epochs=1, mask_lr=0.05,
-        prune_epochs=2, prune_lambda=0.01, frontier_lambdas=(0.05,), student_width=1 / 16, student_epochs=1,
+        prune_epochs=2, prune_lambda=0.01, prune_settle_epochs=1, frontier_lambdas=(0.05,), student_width=1 / 16, student_epochs=1,
         student_lambda=None, bounds_batches=(1, 4), signature_count=3, signature_epochs=1, signature_train_limit=64,
         signature_repeats=1, budget_params_fraction=0.3, budget_flops_fraction=0.3, budget_latency_fraction=0.95,
         constrained_epochs=2,
@@ -85,7 +85,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         device="auto", download=True, num_workers=4, mask_epochs=10,
         # joint pruning as in the group's code: one Adam at 1e-4 for weights and masks, layer_mean, lambda 1
         prune_epochs=100, prune_lambda=1.0, mask_loss="layer_mean", mask_optimizer="adam", mask_lr=1e-4, prune_lr=1e-4,
-        slimming_s=1e-4, slimming_sparse_share=0.5,
+        prune_settle_epochs=0, prune_warmup_epochs=0, slimming_s=1e-4, slimming_sparse_share=0.5,
         frontier_lambdas=(0.5, 2.0), student_width=1.0, student_epochs=240, student_lambda=None,
         # adaptive constrained pruning as published: 2,004,846 parameters, Adam 1e-4; bounds over batch 1..256
         bounds_batches=(1, 2, 4, 8, 16, 32, 64, 128, 256), signature_count=20, signature_epochs=10,

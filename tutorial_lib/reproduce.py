@@ -49,7 +49,8 @@ TIMED = re.compile(r"(\bms\b|latency|speedup|\bfps\b|frames per second|seconds|s
 REST_COLUMN = "rests on"  # a row may say what it rests on; "timing" makes the whole row timed
 # Tables written only by sweeps that `make test` does not re-run (NBVAL_SKIP cells): checked
 # against the committed ones after `make tables`, not required after nbval.
-SWEEPS = ("02_frontier", "02_slimming_sweep")
+SWEEPS = ("02_frontier", "02_frontier_ranking", "02_frontier_flops", "02_frontier_flops_ranking", "02_settling_hard",
+          "02_slimming_sweep")
 # Kinds of measure whose cells share one noise level: a cell's tolerance is never below the
 # typical spread of its kind (three seeds estimate one cell's spread poorly; a kind has many cells).
 KINDS = (

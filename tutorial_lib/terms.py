@@ -21,12 +21,14 @@ from tutorial_lib import kd, masks
 Term = Callable[[nn.Module, torch.Tensor, object, object], "torch.Tensor | None"]
 
 
-def mask(lam: float, kind: str) -> Term:
-    """``lam * masks.sparsity_loss(model, kind)``; absent while the model has no masks (the
-    constrained loop's fine-tuning phase)."""
+def mask(lam: float, kind: str, scale: Callable[[], float] | None = None) -> Term:
+    """``lam * masks.sparsity_loss(model, kind)``, times ``scale()`` at each step where given
+    (a warm-up); absent while the model has no masks (the constrained loop's fine-tuning phase)."""
 
     def term(model, x, y, outputs):
-        return lam * masks.sparsity_loss(model, kind) if masks.masks_of(model) else None
+        if not masks.masks_of(model):
+            return None
+        return (lam if scale is None else lam * scale()) * masks.sparsity_loss(model, kind)
 
     return term
 

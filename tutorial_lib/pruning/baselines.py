@@ -9,10 +9,13 @@ baseline's schedule:
   matches the parameter budget, then fine-tuning;
 - ``l1_norm``: L1-norm filter pruning (Li et al., ICLR 2017): the filters of smallest L1
   norm removed from every layer at one per-layer rate (the layer-wise hyperparameter,
-  here searched so that the budget is met), then fine-tuning.
+  here searched so that the budget is met), then fine-tuning;
+- ``tp_l1_local``, ``tp_l1_global``, ``tp_bn_global``: Torch-Pruning, the maintained
+  library (:mod:`tutorial_lib.pruning.depgraph`), one-shot to the budget by its L1 or
+  BN-scale importance, per layer or ranked globally, then the same fine-tuning.
 
-Every method selects channels by opening and closing the masks of lesson 01, and
-``pack`` removes them: one surgery for all.
+Our methods select channels by opening and closing the masks of lesson 01, and ``pack``
+removes them: one surgery for all; Torch-Pruning does its own surgery.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from torch import nn
 from tutorial_lib import data, graph, masks, models, repro, terms, train
 from tutorial_lib.cost import count
 from tutorial_lib.distill import memo
+from tutorial_lib.pruning import depgraph
 from tutorial_lib.pruning.pack import pack
 from tutorial_lib.recipes import Schedule
 
@@ -179,6 +183,17 @@ def l1_pruned(baseline: nn.Module, cfg, budget: int) -> nn.Module:
 def l1_norm(baseline: nn.Module, bundle: data.DataBundle, cfg, budget: int) -> tuple[nn.Module, dict]:
     """Li et al.: :func:`l1_pruned`, then fine-tune for the whole pruning budget of epochs."""
     return _finetune(l1_pruned(baseline, cfg, budget), bundle, cfg, cfg.prune_epochs, None)
+
+
+def torch_pruning(baseline: nn.Module, bundle: data.DataBundle, cfg, budget: int,
+                  method: str, cost: str = "params") -> tuple[nn.Module, dict]:
+    """Torch-Pruning's ``method`` (a key of ``depgraph.CRITERIA``) to ``budget`` parameters (or
+    FLOPs per image, ``cost="flops"``), then fine-tuned like L1-norm pruning for the whole
+    pruning budget of epochs."""
+    criterion, global_pruning = depgraph.CRITERIA[method]
+    example = torch.zeros(1, bundle.in_channels, bundle.image_size, bundle.image_size)
+    pruned = depgraph.prune_to(baseline, budget, criterion, global_pruning, example, cost=cost)
+    return _finetune(pruned, bundle, cfg, cfg.prune_epochs, None)
 
 
 def _finetune(packed: nn.Module, bundle, cfg, epochs: int, before) -> tuple[nn.Module, dict]:

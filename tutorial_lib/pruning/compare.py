@@ -19,20 +19,24 @@ from torch import nn
 from tutorial_lib import cache, data, masks, seeds, tables, train
 from tutorial_lib.cost import count
 from tutorial_lib.measure import timer
-from tutorial_lib.pruning import baselines, joint
+from tutorial_lib.pruning import baselines, depgraph, joint
 from tutorial_lib.pruning.pack import pack
 
 PRUNED_RECIPES = ("baseline", "gates", "objective", "joint")  # what a cached joint-pruned model is made from
-METHODS = ("joint", "scratch", "scratch_kd", "slimming", "l1_norm", "l1_scratch")
-# The frontier's methods: joint pruning, the criterion with a per-layer rate and the signature
-# from scratch. Network Slimming and scratch + KD are ranked at the main lambda only: the
-# frontier repeats each method once per lambda, and five per lambda do not fit a sitting.
-FRONTIER_METHODS = ("joint", "l1_norm", "scratch")
+METHODS = ("joint", "joint_seed", "scratch", "scratch_kd", "slimming", "l1_norm", "l1_scratch",
+           *depgraph.CRITERIA)
+# The frontier's methods: joint pruning with and without our two additions, our L1-norm and
+# Torch-Pruning's three criteria. Network Slimming and the from-scratch twins are ranked at
+# the main lambda only: the frontier repeats each method once per lambda and seed.
+FRONTIER_METHODS = ("joint", "joint_seed", "l1_norm", *depgraph.CRITERIA)
 
 # label, layer-wise rate needed?, fine-tune needed?, published row (or None)
 METHOD_INFO = {
     "baseline": ("Baseline (unpruned)", "-", "-", "VGG19-BN baseline"),
     "joint": ("Joint end-to-end pruning (ours)", "no", "no", "Joint end-to-end pruning"),
+    # the ablation of our two additions: the full mask term from the first step and the gates
+    # free to the last epoch, as in the seed
+    "joint_seed": ("Joint pruning, the seed's schedule (no warm-up, gates never fixed)", "no", "no", None),
     "scratch": ("Same pruned architecture, from scratch", "-", "-", "Same pruned architecture from scratch"),
     "scratch_kd": ("Same pruned architecture, scratch + KD", "-", "-",
                    "Same pruned architecture from scratch + KD"),
@@ -41,6 +45,10 @@ METHOD_INFO = {
     # the control for "joint pruning finds a good architecture": L1-norm's uniform-rate
     # signature at the same budget, trained from scratch like the joint signature's twin
     "l1_scratch": ("L1-norm's signature, from scratch", "-", "-", None),
+    # Torch-Pruning (DepGraph), the maintained library, one-shot then fine-tuned like L1-norm
+    "tp_l1_local": ("Torch-Pruning, L1, per layer", "yes (one rate, every layer)", "yes", None),
+    "tp_l1_global": ("Torch-Pruning, L1, global", "yes (global ratio)", "yes", None),
+    "tp_bn_global": ("Torch-Pruning, BN scale, global", "yes (global ratio)", "yes", None),
 }
 
 
@@ -72,7 +80,8 @@ def run_joint(baseline: nn.Module, bundle: data.DataBundle, cfg, lam: float | No
     if lam is not None and lam != cfg.prune_lambda:
         cfg = cfg.replace(prune_lambda=lam)
     masked = masks.insert_masks(copy.deepcopy(baseline), seed=cfg.seed)
-    history = joint.prune(masked, baseline, bundle, cfg)
+    trace = joint.GateTrace()
+    history = joint.prune(masked, baseline, bundle, cfg, trace=trace)
     packed = pack(masked)
     estimate = masks.estimate(masked, (1, 3, bundle.image_size, bundle.image_size), flops=False)
     x = next(iter(data.loaders(bundle, cfg.batch_size, cfg.run)[1]))[0][:16].to(cfg.device)
@@ -86,7 +95,7 @@ def run_joint(baseline: nn.Module, bundle: data.DataBundle, cfg, lam: float | No
     cache.store("joint-pruned", cfg, PRUNED_RECIPES, (__name__,), packed)
     return Result("joint", packed, acc, params, flops, history,
                   {"masked": masked, "pack_max_abs_diff": gap, "estimated_params": estimate["params_kept"],
-                   "before_bn": before_bn})
+                   "before_bn": before_bn, "kept_per_layer": trace.per_layer})
 
 
 def joint_pruned(baseline: nn.Module, bundle: data.DataBundle, cfg) -> nn.Module:
@@ -97,7 +106,8 @@ def joint_pruned(baseline: nn.Module, bundle: data.DataBundle, cfg) -> nn.Module
 
 def run_methods(baseline: nn.Module, bundle: data.DataBundle, cfg, lam: float | None = None,
                 methods: tuple[str, ...] = METHODS) -> dict[str, Result]:
-    """Joint pruning first (it sets the budget), then every other method at its parameter count."""
+    """Joint pruning first (it sets the budget), then every other method at its parameter count
+    (``joint_seed``, joint pruning without our warm-up and settling epochs, keeps what its gates chose)."""
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise ValueError(f"unknown method(s) {sorted(unknown)}; valid choices: {', '.join(METHODS)}")
@@ -107,12 +117,19 @@ def run_methods(baseline: nn.Module, bundle: data.DataBundle, cfg, lam: float | 
     for method in methods:
         if method == "joint":
             continue
+        if method == "joint_seed":
+            unsettled = run_joint(baseline, bundle, cfg.replace(prune_settle_epochs=0, prune_warmup_epochs=0), lam)
+            results[method] = Result(method, unsettled.model, unsettled.accuracy, unsettled.params,
+                                     unsettled.flops, unsettled.history, unsettled.extra)
+            continue
         if method in ("scratch", "scratch_kd"):
             model, history = baselines.scratch(spec, bundle, cfg, teacher=baseline if method == "scratch_kd" else None)
         elif method == "slimming":
             model, history = baselines.slimming(baseline, bundle, cfg, budget)
         elif method == "l1_norm":
             model, history = baselines.l1_norm(baseline, bundle, cfg, budget)
+        elif method in depgraph.CRITERIA:
+            model, history = baselines.torch_pruning(baseline, bundle, cfg, budget, method)
         else:  # l1_scratch: the same L1-norm selection, its signature trained anew
             model, history = baselines.scratch(baselines.l1_pruned(baseline, cfg, budget).spec(), bundle, cfg)
         acc, params, flops = evaluate_packed(model, bundle, cfg)
@@ -208,6 +225,21 @@ def bn_table(runs: dict[int, dict[str, Result]]) -> pd.DataFrame:
     return pd.concat([df.astype({"seed": str}), pd.DataFrame([{"seed": "mean", **mean}])], ignore_index=True)
 
 
+def settling_table(runs: dict[int, dict[str, Result]]) -> pd.DataFrame:
+    """Per epoch of joint pruning, ours and on the seed's schedule (means over the seeds):
+    how many gates changed state, the share of channels kept, and the test top-1 of the masked
+    network as training leaves it (BN statistics not re-estimated)."""
+    parts = []
+    for method, label in (("joint", "ours"), ("joint_seed", "seed's schedule")):
+        histories = [r[method].history for r in runs.values() if method in r]
+        if histories:
+            mean = pd.concat(histories).groupby("epoch")[["gate_flips", "kept_channels_pct", "test_accuracy"]].mean()
+            parts.append(mean.round(1).rename(columns={"gate_flips": f"gate flips ({label})",
+                                                       "kept_channels_pct": f"kept % ({label})",
+                                                       "test_accuracy": f"test top-1 %, masked ({label})"}))
+    return pd.concat(parts, axis=1).reset_index()
+
+
 def imagenet_table(results: dict[str, Result] | None, base: Result | None, ran: bool) -> pd.DataFrame:
     """The seed's VGG11 / ImageNet table: published figures, and ours where the paper profile ran."""
     t = "vgg11_imagenet"
@@ -234,11 +266,75 @@ def channels_per_layer(baseline: nn.Module, pruned: nn.Module) -> pd.DataFrame:
                          "baseline": convs(baseline), "pruned": convs(pruned)})
 
 
-def frontier_rows(results: dict[str, Result], base: Result, lam: float, seed: int) -> list[dict]:
-    """One row per method for the accuracy-versus-kept-parameters frontier."""
-    return [{"lambda": lam, "seed": seed, "method": METHOD_INFO[m][0], "params": r.params,
-             "kept params %": round(100 * r.params / base.params, 1), "top-1 %": round(r.accuracy, 1)}
-            for m, r in results.items()]
+def frontier_runs(baseline: nn.Module, bundle: data.DataBundle, cfg, main: dict[int, dict[str, Result]],
+                  methods: tuple[str, ...] = ()) -> dict[float, dict[int, dict[str, Result]]]:
+    """``{lambda: {seed: {method: Result}}}``: the ranked comparison's runs at the main lambda
+    (``main``), and :func:`run_seeds` at every lambda of ``cfg.frontier_lambdas``."""
+    methods = methods or FRONTIER_METHODS
+    runs = {cfg.prune_lambda: {s: {m: r[m] for m in methods if m in r} for s, r in main.items()}}
+    for lam in cfg.frontier_lambdas:
+        runs[lam] = run_seeds(baseline, bundle, cfg, lam, methods)
+    return runs
+
+
+def equal_flops_runs(baseline: nn.Module, bundle: data.DataBundle, cfg,
+                     runs: dict[float, dict[int, dict[str, Result]]],
+                     methods: tuple[str, ...] = tuple(depgraph.CRITERIA)) -> dict[float, dict[int, dict[str, Result]]]:
+    """Torch-Pruning's ``methods`` matched to each joint-pruned model's FLOPs instead of its
+    parameters (the comparison that is about speed), per lambda and seed; joint pruning's own
+    run is reused."""
+    out: dict[float, dict[int, dict[str, Result]]] = {}
+    for lam, per_seed in runs.items():
+        out[lam] = {}
+        for s, results in per_seed.items():
+            c = cfg.replace(seed=s)
+            out[lam][s] = {"joint": results["joint"]}
+            for method in methods:
+                model, history = baselines.torch_pruning(baseline, bundle, c, results["joint"].flops, method,
+                                                         cost="flops")
+                out[lam][s][method] = Result(method, model, *evaluate_packed(model, bundle, c), history)
+    return out
+
+
+def frontier_latency(baseline: nn.Module, runs: dict[float, dict[int, dict[str, Result]]], image_size: int,
+                     threads: int = 2, min_run_time: float = 0.2) -> dict[tuple[float, int, str], float]:
+    """Batch-1 latency of every frontier model as a ratio to the baseline's, all timed in one
+    :func:`latencies` run (so the ratios share the machine's state): ``{(lambda, seed, method): ratio}``."""
+    models = {"baseline": baseline, **{f"{lam}|{s}|{m}": r.model for lam, per_seed in runs.items()
+                                       for s, results in per_seed.items() for m, r in results.items()}}
+    ms = latencies(models, image_size, batches=(1,), threads=threads, min_run_time=min_run_time)[1]
+    return {(float(lam), int(s), m): ms[key] / ms["baseline"] for key in ms.index if key != "baseline"
+            for lam, s, m in [key.split("|")]}
+
+
+def frontier_table(base: Result, runs: dict[float, dict[int, dict[str, Result]]],
+                   latency: dict[tuple[float, int, str], float] | None = None) -> pd.DataFrame:
+    """One row per lambda, seed and method: parameters, kept share, MFLOPs, top-1, and with
+    ``latency`` the batch-1 latency as a ratio to the baseline's."""
+    rows = []
+    for lam, per_seed in runs.items():
+        for s, results in per_seed.items():
+            for m, r in results.items():
+                row = {"lambda": lam, "seed": s, "method": METHOD_INFO[m][0], "params": r.params,
+                       "kept params %": round(100 * r.params / base.params, 1),
+                       "kept FLOPs %": round(100 * r.flops / base.flops, 1), "top-1 %": round(r.accuracy, 1)}
+                if latency is not None:
+                    row["latency @1 / baseline"] = round(latency[(float(lam), int(s), m)], 3)
+                rows.append(row)
+    return pd.DataFrame(rows).sort_values(["lambda", "method", "seed"], kind="stable").reset_index(drop=True)
+
+
+def frontier_ranking(table: pd.DataFrame, test_images: int) -> pd.DataFrame:
+    """Per lambda, every method against joint pruning over the seeds (mean ± sd of top-1 and of
+    the cost columns present, the gap and its verdict, as :func:`ranking`)."""
+    costs = [c for c in ("params", "kept params %", "kept FLOPs %", "latency @1 / baseline") if c in table]
+    parts = []
+    for lam, part in table.groupby("lambda", sort=True):
+        summary = seeds.summarize(part, ["method"], ["top-1 %", *costs], test_images)
+        judged = seeds.versus(summary, "top-1 %", {"method": METHOD_INFO["joint"][0]})
+        judged.insert(0, "lambda", lam)
+        parts.append(judged)
+    return pd.concat(parts, ignore_index=True)
 
 
 # Network Slimming's two knobs, swept as joint pruning's lambda was (three values each): the
