@@ -125,11 +125,9 @@ class Warmup:
     step, from 0 to 1 (``steps`` per epoch), then stays at 1. The epoch is read from the
     learning-rate ``scheduler``, so a run resumed from its checkpoint picks up where it was.
 
-    Why (measured in lesson 02): every gate starts a hair above its threshold, so at once the
-    full mask term closes gates faster than the task gradient can show which ones the network
-    needs. At lambda 0.07 (seed 0) 91% of the gates closed in the first epoch and the run ended
-    at 20.9% top-1 with 9,414 parameters; warmed up over one epoch, at 77.0% with 145,106.
-    Our addition, not in the seed."""
+    Why: every gate starts a hair above its threshold, and the full mask term closes gates
+    faster than the task gradient can show which ones the network needs (the measurement is in
+    ``recipes.WARMUP_WHY``). Our addition, not in the seed."""
 
     def __init__(self, scheduler, epochs: int, steps: int) -> None:
         self.scheduler, self.epochs, self.steps = scheduler, epochs, max(steps, 1)
@@ -148,11 +146,10 @@ def settling_schedule(optimizer: torch.optim.Optimizer, epochs: int, settle_epoc
     """Joint pruning's cosine decay for every parameter group, except that the groups holding
     the mask logits (``gates``) get rate zero for the last ``settle_epochs`` epochs.
 
-    Why (measured in lesson 02): the straight-through gates do not settle in six epochs. Near
-    the threshold each minibatch's task gradient flips them both ways: at lambda 0.05 a third
-    of all gates changed state in every epoch, 430 of 1,376 even in the last one, so the
-    weights never trained on the architecture that was finally packed. Our addition, not in
-    the seed; lesson 02 shows its effect on its own."""
+    Why: in a short run the straight-through gates do not settle; each minibatch's task
+    gradient flips those near the threshold both ways, so the weights never train on the
+    architecture that is finally packed (the measurement is in ``recipes.SETTLE_WHY``). Our
+    addition, not in the seed; lesson 02 shows its effect on its own."""
     ids = {id(p) for p in gates}
     cosine = lambda e: (1 + math.cos(math.pi * e / max(epochs, 1))) / 2  # noqa: E731
     settled = lambda e: cosine(e) if e < epochs - settle_epochs else 0.0  # noqa: E731
