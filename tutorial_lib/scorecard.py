@@ -110,7 +110,7 @@ def discovered_architecture(t: Tables):
 COMPARED = ("Network Slimming", "L1-norm filter pruning", "Torch-Pruning")
 
 
-def joint_beats_compared(t: Tables):
+def joint_level_with_compared(t: Tables):
     r = t("02_ranking")
     a = _row(r, "method", "Joint end-to-end pruning")
     rivals = r[r["method"].astype(str).str.startswith(COMPARED)]
@@ -204,7 +204,7 @@ def distillation_helps_pruned_student(t: Tables):
 
 CLAIMS = (
     Claim("02", "joint pruning is level with the methods it is compared with (Slimming, L1-norm, Torch-Pruning)",
-          ("02_ranking",), joint_beats_compared),
+          ("02_ranking",), joint_level_with_compared),
     Claim("02", "joint pruning beats the same signature trained from scratch", ("02_ranking",), joint_beats_scratch),
     Claim("02", "KD helps the from-scratch twin", ("02_ranking",), kd_helps_scratch),
     Claim("02", "the architecture joint pruning finds beats a uniform per-layer rate (both from scratch)",
