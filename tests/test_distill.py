@@ -212,6 +212,6 @@ def test_the_pruned_student_comes_from_its_own_lambda_or_the_strongest_frontier_
     from tutorial_lib import profiles
     from tutorial_lib.distill.experiment import pruned_student_lambda
 
-    assert pruned_student_lambda(profiles.resolve("tutorial")) == 0.05
+    assert pruned_student_lambda(profiles.resolve("tutorial")) == 0.07
     assert pruned_student_lambda(profiles.resolve("paper", device="cpu")) == 2.0  # none set: the frontier's strongest
     assert pruned_student_lambda(profiles.resolve("smoke", frontier_lambdas=[])) == profiles.resolve("smoke").prune_lambda
