@@ -10,6 +10,7 @@ longer occur. All methods get it, so the comparison stays fair.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -118,9 +119,8 @@ def run_methods(baseline: nn.Module, bundle: data.DataBundle, cfg, lam: float | 
         if method == "joint":
             continue
         if method == "joint_seed":
-            unsettled = run_joint(baseline, bundle, cfg.replace(prune_settle_epochs=0, prune_warmup_epochs=0), lam)
-            results[method] = Result(method, unsettled.model, unsettled.accuracy, unsettled.params,
-                                     unsettled.flops, unsettled.history, unsettled.extra)
+            seed_schedule = cfg.replace(prune_settle_epochs=0, prune_warmup_epochs=0)
+            results[method] = dataclasses.replace(run_joint(baseline, bundle, seed_schedule, lam), method=method)
             continue
         if method in ("scratch", "scratch_kd"):
             model, history = baselines.scratch(spec, bundle, cfg, teacher=baseline if method == "scratch_kd" else None)

@@ -70,13 +70,12 @@ def prune_to(model: nn.Module, budget: int, criterion: str, global_pruning: bool
 
     if measure(model) <= budget:
         return copy.deepcopy(model)
-    hi = next((k / grid for k in range(1, grid)
-               if measure(pruned_at(model, k / grid, criterion, global_pruning, example)) <= budget), None)
-    if hi is None:
+    scan = ((k / grid, pruned_at(model, k / grid, criterion, global_pruning, example)) for k in range(1, grid))
+    hi, best = next(((ratio, m) for ratio, m in scan if measure(m) <= budget), (None, None))
+    if best is None:
         raise ValueError(f"a budget of {budget:,} {cost} is below the smallest model Torch-Pruning makes "
                          f"here at a pruning ratio up to {(grid - 1) / grid:.2f}")
     lo = hi - 1 / grid  # over budget
-    best = pruned_at(model, hi, criterion, global_pruning, example)
     for _ in range(steps):
         mid = (lo + hi) / 2
         candidate = pruned_at(model, mid, criterion, global_pruning, example)
