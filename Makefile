@@ -81,6 +81,7 @@ bench: $(STAMP)
 	$(PY) -m tutorial_lib.bench constraints
 	$(PY) -m tutorial_lib.bench depth
 	$(PY) -m tutorial_lib.bench runtimes
+	$(PY) -m tutorial_lib.bench quant
 
 lab: $(STAMP)
 	$(PY) -m ipykernel install --sys-prefix --name compression-tutorial --display-name "Compression tutorial (.venv)"

@@ -48,3 +48,13 @@ def test_in_turn_takes_each_timer_in_rounds_and_keeps_its_median():
     timers = {name: (lambda n=name: calls.append(n) or [next(readings[n])]) for name in readings}
     assert timer.in_turn(timers, rounds=3) == {"a": 2.0, "b": 5.0}  # the slow round of a (9.0) is dropped
     assert calls == ["a", "b"] * 3  # interleaved, not one timer's rounds after the other's
+
+
+def test_quant_benchmark_prints_int8_speedups_against_both_float32_runs(capsys):
+    bench.main(["quant", "--profile", "smoke", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "int8 post-training" in out and "fp32 eager" in out
+    from tutorial_lib.measure import platforms
+
+    # batch 64 on 1 and all threads, against float32 compiled and eager
+    assert out.count("target 1.5x") == 2 * len({1, platforms.all_threads()})

@@ -25,7 +25,7 @@ def _edit(folder, name, row_column, column, row_label, value):
 def test_every_claim_is_judged_from_the_committed_tables(committed):
     card = scorecard.card(committed)
     assert list(card.columns) == scorecard.COLUMNS
-    assert len(card) == len(scorecard.CLAIMS) == 9
+    assert len(card) == len(scorecard.CLAIMS) == 11
     assert set(card["verdict"]) <= {scorecard.REPRODUCED, scorecard.NOT_REPRODUCED, scorecard.NOISE}
     assert list(scorecard.card(committed, lesson="04")["lesson"]) == ["04"] * 3
     assert (card["published"] != "").all() and (card["how judged"] != "").all()
@@ -98,3 +98,12 @@ def test_the_report_opens_with_the_scorecard(committed, monkeypatch, tmp_path):
     text = report.build("smoke").read_text()
     assert "## The seed's claims: scorecard" in text and "distillation helps a pruned student" in text
     assert tables.published_value("vgg19_cifar100", "Joint end-to-end pruning", "top1") == 73.45
+
+
+def test_lesson_06_claims_follow_the_allocation_table(committed):
+    claim = "bits chosen per layer by a reinforcement-learning agent beat uniform bits of the same size"
+    _edit(committed, "06_allocation", "method", "verdict", "ReLeQ", "above")
+    assert scorecard.card(committed, "06").set_index("claim").loc[claim, "verdict"] == scorecard.REPRODUCED
+    _edit(committed, "06_allocation", "method", "verdict", "ReLeQ", "tie")
+    row = scorecard.card(committed, "06").set_index("claim").loc[claim]
+    assert row["verdict"] == scorecard.NOISE and "vs uniform" in row["ours"]

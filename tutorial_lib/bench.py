@@ -6,6 +6,7 @@
     python -m tutorial_lib.bench depth        # lesson 03: params removed, D1-all change, batch-1 speedup against its ceiling
     python -m tutorial_lib.bench runtimes     # lesson 03's speedup under channels-last and torch.compile
     python -m tutorial_lib.bench constraints  # lesson 04: budgets met, latency in band, estimate errors
+    python -m tutorial_lib.bench quant        # lesson 06: int8 against float32 (eager and inductor), batch 1 and 64
     python -m tutorial_lib.bench notebooks    # wall time of each notebook at the tutorial profile
 """
 
@@ -329,6 +330,42 @@ def report_constraints(profile: str, repeats: int) -> None:
     _print_targets(r)
 
 
+INT8_SPEEDUP_TARGET = 1.5  # lesson 06: int8 over float32 at batch 64 on this machine
+
+
+def quant_speedups(profile: str = "tutorial", repeats: int = 3) -> dict:
+    """Lesson 06's int8 figures: the baseline in float32 (eager and inductor) and int8 after
+    post-training quantization (PT2E, x86 inductor), timed in turn at batch 1 and 64 on 1 and
+    all threads; with top-1 and bytes on disk."""
+    from tutorial_lib import cache, data
+    from tutorial_lib.quant import experiment, int8, packing
+
+    cfg = profiles.resolve(profile)
+    bundle = data.load(cfg)
+    base, _ = cache.baseline(cfg, bundle)
+    shape = (bundle.in_channels, bundle.image_size, bundle.image_size)
+    q = int8.ptq(base, bundle, cfg.run, cfg.calibration_batches)
+    fast = {"fp32": int8.compiled(base, shape), "int8 post-training": int8.compiled(q, shape)}
+    lat = experiment.latencies({"fp32 eager": timer.in_timing_layout(base).eval(), **fast}, shape, rounds=repeats)
+    accuracy = {name: int8.evaluate_fixed(m, bundle.test) for name, m in fast.items()}
+    accuracy["fp32 eager"] = accuracy["fp32"]
+    size = {"fp32": packing.model_bytes(base), "fp32 eager": packing.model_bytes(base),
+            "int8 post-training": int8.int8_bytes(q)}
+    return {"cfg": cfg, "table": experiment.int8_table(accuracy, size, lat)}
+
+
+def report_quant(profile: str, repeats: int) -> None:
+    r = quant_speedups(profile, min(repeats, 3))
+    t = r["table"].set_index("model")
+    print(f"int8 on the CPU ({timer.cpu_name()}), {profile} profile: {r['cfg'].arch} x{r['cfg'].width:g}; "
+          f"PT2E + x86 inductor quantizer, compiled with freezing; median of rounds, models timed in turn")
+    print(t[["top-1 %", "bytes on disk", "x fewer bytes"] + [c for c in t.columns if "(ms)" in c]].to_string())
+    for col in [c for c in t.columns if c.startswith("speedup") and "batch 64" in c]:
+        x = t.loc["int8 post-training", col]
+        print(f"  int8 {col.replace('speedup ', '')}: {x:.2f}x (target {INT8_SPEEDUP_TARGET}x: "
+              f"{'met' if x >= INT8_SPEEDUP_TARGET else 'not met'})")
+
+
 def report_notebooks(profile: str, repeats: int) -> None:
     out = paths.results_dir(profile) / "bench"
     for nb in run.notebooks():
@@ -339,7 +376,8 @@ def report_notebooks(profile: str, repeats: int) -> None:
 # What `python -m tutorial_lib.bench <name>` measures and prints: a name, one reporter.
 BENCHES: dict[str, Callable[[str, int], None]] = {
     "masks": report_masks, "train": report_train, "distill": report_distill, "depth": report_depth,
-    "runtimes": report_runtimes, "constraints": report_constraints, "notebooks": report_notebooks,
+    "runtimes": report_runtimes, "constraints": report_constraints, "quant": report_quant,
+    "notebooks": report_notebooks,
 }
 
 

@@ -253,3 +253,74 @@ def constrained_runs(runs: dict, title: str = ""):
     fig.suptitle(title + " (orange: sparsity epochs with masks; white: fine-tuning)")
     fig.tight_layout()
     return fig
+
+
+def quantizer_steps(bits: int = 2, low: float = -2.0, high: float = 2.0, points: int = 401):
+    """Forward versus backward of two weight quantizers: LSQ at ``bits`` (step 0.5) and
+    BinaryConnect's sign, each with its straight-through gradient."""
+    from tutorial_lib.quant import quantizers
+
+    w = torch.linspace(low, high, points, requires_grad=True)
+    lsq = quantizers.lsq(w, torch.tensor(0.5), bits, signed=True)
+    (g_lsq,) = torch.autograd.grad(lsq.sum(), w)
+    sign = quantizers.binaryconnect(w)
+    (g_sign,) = torch.autograd.grad(sign.sum(), w)
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    x = w.detach()
+    ax[0].plot(x, x, ":", color="grey", label="identity")
+    ax[0].plot(x, lsq.detach(), label=f"LSQ, {bits} bits, step 0.5")
+    ax[0].plot(x, sign.detach(), label="BinaryConnect: sign(w)")
+    ax[0].set(xlabel="real weight w", ylabel="quantized weight", title="forward")
+    ax[1].plot(x, g_lsq, label="LSQ: 1 inside the clip range, 0 outside")
+    ax[1].plot(x, g_sign + 0.03, label="sign: 1 where |w| <= 1 (shifted up 0.03 to show)")
+    ax[1].set(xlabel="real weight w", ylabel="dL/dw when dL/dq = 1", title="backward (straight-through)")
+    for a in ax:
+        a.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_vs_bits(table: pd.DataFrame, baseline_accuracy: float, title: str = ""):
+    """Top-1 (mean +- sd over seeds) against bit-packed bytes, one line per mode, the float32
+    baseline as a dashed line; each point labelled with its bits."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for k, (mode, part) in enumerate(table.groupby("mode", sort=False)):
+        ax.errorbar(part["bytes"] / 1e3, part["top-1 % mean"], yerr=part["top-1 % sd"].fillna(0), marker="o",
+                    capsize=3, label=mode, color=f"C{k}")
+        for _, r in part.iterrows():
+            ax.annotate(f"{int(r['bits'])}b", (r["bytes"] / 1e3, r["top-1 % mean"]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8)
+    ax.axhline(baseline_accuracy, color="k", ls="--", lw=1, label="float32 baseline")
+    ax.set(xscale="log", xlabel="model size, bit-packed (kB, log scale)", ylabel="top-1 % (mean +- sd over seeds)",
+           title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def allocation_heatmap(bits: pd.DataFrame, title: str = ""):
+    """Bits per layer (columns) of each allocation method (rows)."""
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * bits.shape[1], 0.6 + 0.5 * bits.shape[0]))
+    sns.heatmap(bits.astype(int), annot=True, fmt="d", cmap="viridis", vmin=2, vmax=8, cbar_kws={"label": "bits"},
+                ax=ax)
+    ax.set_xticklabels([f"conv{i + 2}" for i in range(bits.shape[1])], rotation=60, fontsize=8)
+    ax.set(title=title, xlabel="quantizable layer (first conv and classifier stay at full precision)")
+    fig.tight_layout()
+    return fig
+
+
+def search_curves(episodes: pd.DataFrame, dnas: pd.DataFrame, budget: float, title: str = ""):
+    """The agent's reward per episode (and its running mean), and the differentiable search's
+    expected average bits per step against the budget."""
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.4))
+    ax[0].plot(episodes["episode"], episodes["reward"], "o-", ms=3, lw=0.8, label="reward")
+    ax[0].plot(episodes["episode"], episodes["reward"].expanding().mean(), lw=2, label="running mean")
+    ax[0].set(xlabel="episode", ylabel="reward", title="ReLeQ-style agent")
+    ax[1].plot(dnas["step"], dnas["expected avg bits"], label="expected average bits")
+    ax[1].axhline(budget, color="k", ls="--", lw=1, label=f"budget ({budget:g} bits)")
+    ax[1].set(xlabel="step", ylabel="bits", title="differentiable search (Wu et al.)")
+    for a in ax:
+        a.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -442,9 +442,47 @@ class DepthPruning(Recipe):
                                   why="our addition: the baseline's disparities show the gates which filters the "
                                   "image needs, where 256 synthetic pairs alone do not")
 
+QUANT_BITS = (1, 2, 3, 4, 5, 6, 7, 8)  # quant.quantizers.BITS less full precision (not imported: recipes stay light)
+
+
+@dataclass(frozen=True)
+class Quant(Recipe):
+    """Lesson 06: quantization-aware training of the baseline at each bit-width, int8 on the CPU,
+    and bits per layer under one budget.
+
+    Every QAT run is ``quant_steps`` SGD steps at ``quant_lr`` from the trained baseline: LSQ
+    trains 90 epochs, a class has minutes, and 8 down to 2 bits of weights recover within the
+    short run (activations at 2 bits do not: the lesson shows it). The search methods judge an
+    allocation on ``held_out_images`` training images after ``probe_steps`` steps."""
+
+    quant_bits: tuple[int, ...] = knob((1, 2, 3, 4, 8), help="bit-widths of the accuracy-versus-bits sweep "
+                                       "(whole numbers 1-8; 32, the baseline, is always there)")
+    quant_steps: int = knob(40, 0, 10**7, help="SGD steps of every quantization-aware fine-tune")
+    quant_lr: float = knob(0.005, 1e-7, 1.0, help="learning rate of the quantization-aware fine-tunes")
+    quant_binary: str = knob("xnor", choices=("xnor", "binaryconnect"), help="1-bit weights: XNOR-Net's "
+                             "per-filter scale or BinaryConnect's plain sign")
+    quant_keep_first_last: bool = knob(True, help="leave the first convolution and the classifier at full "
+                                       "precision, as the papers do")
+    quant_budget: float = knob(3.0, 2.0, 8.0, help="average weight bits of the per-layer allocations (ReLeQ's "
+                               "choices 2, 3, 4, 5, 8 bound it)")
+    quant_draws: int = knob(3, 1, 1000, help="random allocations drawn as the control")
+    search_steps: int = knob(60, 1, 10**6, help="steps of the differentiable search (Wu et al.)")
+    agent_episodes: int = knob(24, 2, 10**5, help="episodes of the ReLeQ-style agent")
+    probe_steps: int = knob(8, 0, 10**5, help="fine-tune steps before an allocation is scored in a search")
+    held_out_images: int = knob(512, 1, 10**7, help="training images held out to score allocations in the searches")
+    calibration_batches: int = knob(8, 1, 10**5, help="batches that calibrate post-training int8 quantization")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        bad = [b for b in self.quant_bits if b not in QUANT_BITS]
+        if bad or not self.quant_bits:
+            raise ValueError(f"parameter 'quant_bits' = {self.quant_bits!r} is not valid: give one or more "
+                             f"bit-widths; valid choices: {', '.join(map(str, QUANT_BITS))}")
+
+
 # A Config's recipes, by the attribute that holds each.
 RECIPES: dict[str, type[Recipe]] = {
     "run": Run, "baseline": Baseline, "gates": Gates, "mask_run": MaskRun, "objective": Objective,
     "joint": Joint, "students": Students, "signatures": Signatures, "constraints": Constraints,
-    "depth": Depth, "depth_pruning": DepthPruning,
+    "depth": Depth, "depth_pruning": DepthPruning, "quant": Quant,
 }

@@ -43,7 +43,8 @@ DIFFERENCE_SCALE = SIGMAS * math.sqrt(2.0)
 MIN_SEEDS = 3
 
 # Tables that hold nothing but timings, and the names of timed columns or rows elsewhere.
-TIMED_TABLES = ("03_fps", "03_time_by_part", "04_bounds", "04_bounds_layers", "04_latency_table", "04_platform_speedups")
+TIMED_TABLES = ("03_fps", "03_time_by_part", "04_bounds", "04_bounds_layers", "04_latency_table", "04_platform_speedups",
+                "06_int8_profile")
 TIMED = re.compile(r"(\bms\b|latency|speedup|\bfps\b|frames per second|seconds|s / epoch|wall|time|error_pct|"
                    r"estimate error)", re.I)  # an estimate's error is against a measured latency
 REST_COLUMN = "rests on"  # a row may say what it rests on; "timing" makes the whole row timed

@@ -1,0 +1,1 @@
+"""Quantization (lesson 06): fake quantizers, bit-packing, QAT, real int8 and bits per layer."""
