@@ -225,7 +225,7 @@ def dnas(problem: Problem, steps: int, penalty: float = 2.0, arch_lr: float = 0.
             loss.backward()
             opt_w.step()
             opt_a.step()
-            trace.append({"step": done + 1, "expected avg bits": float(expected), "cross-entropy": float(ce)})
+            trace.append({"step": done + 1, "expected avg bits": float(expected.detach()), "cross-entropy": float(ce.detach())})
             done += 1
             if done == steps:
                 break

@@ -74,12 +74,19 @@ def sweep_table(long: pd.DataFrame, baseline_bytes: int, baseline_accuracy: floa
 
 # -- real int8 ---------------------------------------------------------------------------------
 
+def qat8(base: nn.Module, bundle: data.DataBundle, cfg, sweep_models: dict | None = None) -> nn.Module:
+    """The 8-bit (weights and activations) QAT model of the first seed: the bit sweep's where it
+    has one, else trained now the same way."""
+    found = (sweep_models or {}).get(("weights + activations", 8))
+    return found if found is not None else _run_at(base, bundle, cfg, cfg.seed, 8, 8)[0]
+
+
 def int8_models(base: nn.Module, bundle: data.DataBundle, cfg, prefix: str = "",
                 trained: nn.Module | None = None) -> tuple[dict, dict, dict]:
     """Float32 and int8 versions of ``base``, each compiled by inductor: int8 after post-training
     quantization, and from ``trained`` (a fake-quantized QAT model, 8-bit weights and
-    activations) where given; returns (compiled models, top-1 % of each on the test set, bytes
-    on disk of each)."""
+    activations: :func:`qat8`) where given; returns (compiled models, top-1 % of each on the
+    test set, bytes on disk of each)."""
     q, shape = cfg.quant, (bundle.in_channels, bundle.image_size, bundle.image_size)
     built = {f"{prefix}fp32": base, f"{prefix}int8 post-training": int8.ptq(base, bundle, cfg.run,
                                                                        q.calibration_batches)}

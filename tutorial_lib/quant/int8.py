@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import io
+import logging
 import warnings
 
 import torch
@@ -31,9 +32,14 @@ from torch import nn
 from tutorial_lib import data, repro
 
 BATCHES = (1, 64)  # the batch sizes a compiled model is prepared for
+# inductor's int8 lowering copy-constructs a tensor on every compile (torch 2.14): a warning
+# about its own code, not ours, that would fill the lesson's outputs
+warnings.filterwarnings("ignore", message="To copy construct from a tensor", category=UserWarning)
 
 
 def _pt2e():
+    # torchao 0.18 registers an Enum with torch's pytree on import, which torch 2.14 logs as deprecated
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import torchao.quantization.pt2e as pt2e
@@ -151,11 +157,13 @@ def where_time_goes(models: dict[str, nn.Module], shape: tuple[int, ...], batch:
     import pandas as pd
     from torch.profiler import ProfilerActivity, profile
 
+    from tutorial_lib.measure.profiler import native_stderr_silenced
+
     x = torch.randn(batch, *shape)
     rows = []
     for name, model in models.items():
         model(x)
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(calls):
                 model(x)
         events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)

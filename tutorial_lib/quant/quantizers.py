@@ -155,25 +155,25 @@ def weight_quantizer(bits: int, binary: str = "xnor") -> Quantizer:
     return Quantizer(bits, binary if bits == 1 else "lsq", signed=True)
 
 
-class QuantConv2d(nn.Conv2d):
-    """A convolution whose weights (and, where ``act_bits`` is set, inputs) pass through fake quantizers."""
+class Quantized:
+    """What the fake-quantized layers share: a weight quantizer, and one for the layer's input
+    (unsigned: inputs follow a ReLU; full precision unless ``a_bits`` says otherwise)."""
 
     def __init__(self, *args, w_bits: int = FULL, a_bits: int = FULL, binary: str = "xnor", **kwargs):
         super().__init__(*args, **kwargs)
         self.w_quant = weight_quantizer(w_bits, binary)
         self.a_quant = Quantizer(a_bits, "lsq", signed=False)
+
+
+class QuantConv2d(Quantized, nn.Conv2d):
+    """A convolution whose weights (and inputs, at ``a_bits``) pass through fake quantizers."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(self.a_quant(x), self.w_quant(self.weight), self.bias)
 
 
-class QuantLinear(nn.Linear):
+class QuantLinear(Quantized, nn.Linear):
     """:class:`QuantConv2d`'s linear twin (the classifier)."""
-
-    def __init__(self, *args, w_bits: int = FULL, a_bits: int = FULL, binary: str = "xnor", **kwargs):
-        super().__init__(*args, **kwargs)
-        self.w_quant = weight_quantizer(w_bits, binary)
-        self.a_quant = Quantizer(a_bits, "lsq", signed=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(self.a_quant(x), self.w_quant(self.weight), self.bias)
