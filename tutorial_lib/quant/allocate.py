@@ -35,7 +35,7 @@ from torch.utils.data import Subset
 
 from tutorial_lib import data, repro
 from tutorial_lib.quant import qat
-from tutorial_lib.quant.quantizers import Quantizer, layers, mse_step, quantizable
+from tutorial_lib.quant.quantizers import Quantizer, mse_step, quantizable
 
 CHOICES = (2, 3, 4, 5, 8)  # ReLeQ's bit-widths
 

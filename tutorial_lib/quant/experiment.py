@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tutorial_lib import data, seeds, tables, train
+from tutorial_lib import data, seeds, tables
 from tutorial_lib.measure import platforms
 from tutorial_lib.quant import allocate, int8, packing, qat
 from tutorial_lib.quant.quantizers import FULL, average_bits

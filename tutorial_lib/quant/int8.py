@@ -25,11 +25,11 @@ import io
 import logging
 import warnings
 
+import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from tutorial_lib import data, repro
+from tutorial_lib import data
 
 BATCHES = (1, 64)  # the batch sizes a compiled model is prepared for
 # inductor's int8 lowering copy-constructs a tensor on every compile (torch 2.14): a warning
@@ -114,9 +114,10 @@ class Frozen(nn.Module):
 def compiled(model: nn.Module, shape: tuple[int, ...], batches: tuple[int, ...] = BATCHES) -> Frozen:
     """``model`` (eval mode) compiled by inductor with freezing (:class:`Frozen`), compiled now for
     each batch size of ``batches`` at the current thread count."""
-    model.eval()  # (an exported int8 model's eval() returns None)
-    if not isinstance(model, torch.fx.GraphModule):
-        model = copy.deepcopy(model).cpu().to(memory_format=torch.contiguous_format)
+    if isinstance(model, torch.fx.GraphModule):
+        model.eval()  # (an exported int8 model's eval() returns None)
+    else:
+        model = copy.deepcopy(model).cpu().to(memory_format=torch.contiguous_format).eval()
     fast = Frozen(model)
     for b in batches:
         fast(torch.zeros(b, *shape))
@@ -151,10 +152,9 @@ def evaluate_fixed(model: nn.Module, dataset, batch_size: int = 64) -> float:
 
 @torch.no_grad()
 def where_time_goes(models: dict[str, nn.Module], shape: tuple[int, ...], batch: int = 64, calls: int = 20,
-                    top: int = 6) -> "pd.DataFrame":
+                    top: int = 6) -> pd.DataFrame:
     """``torch.profiler``'s self CPU time per operator, the ``top`` of each model, over ``calls``
     forward passes of a ``batch``: where a compiled model spends its time (ms per call)."""
-    import pandas as pd
     from torch.profiler import ProfilerActivity, profile
 
     from tutorial_lib.measure.profiler import native_stderr_silenced
