@@ -16,7 +16,7 @@ LAYERED = {m.strip() for c in CONTRACTS if c["type"] == "layers" for layer in c[
            for m in layer.replace(":", "|").split("|")}
 # packages whose __init__ only gathers submodules for the notebooks (`from tutorial_lib import distill`)
 FACADES = {"tutorial_lib", "tutorial_lib.constraints", "tutorial_lib.depth", "tutorial_lib.distill", "tutorial_lib.pruning",
-           "tutorial_lib.measure", "tutorial_lib.quant"}
+           "tutorial_lib.measure", "tutorial_lib.quant", "tutorial_lib.compress"}
 
 
 def test_the_layers_contract_is_kept():

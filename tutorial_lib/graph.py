@@ -33,12 +33,21 @@ CHANNEL_PRESERVING_FUNCTIONS = ZERO_PRESERVING_FUNCTIONS | {
 }
 
 
+class _LayerTracer(fx.Tracer):
+    """fx's tracer, with every convolution and linear layer a leaf, subclasses included (a
+    fake-quantized ``QuantConv2d`` is a convolution to the channel walk, not its inside)."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, (nn.Conv2d, nn.Linear)) or super().is_leaf_module(m, qualname)
+
+
 def trace(model: nn.Module) -> fx.GraphModule:
-    """``torch.fx.symbolic_trace`` with a message that says what to do when tracing fails."""
+    """``torch.fx.symbolic_trace`` (convolutions and linear layers as leaves) with a message
+    that says what to do when tracing fails."""
     if isinstance(model, fx.GraphModule):
         return model
     try:
-        return fx.symbolic_trace(model)
+        return fx.GraphModule(model, _LayerTracer().trace(model), type(model).__name__)
     except Exception as err:  # data-dependent control flow, unsupported ops
         raise TypeError(
             f"{type(model).__name__} could not be traced by torch.fx ({err}); masks and packing read "

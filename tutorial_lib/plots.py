@@ -324,3 +324,36 @@ def search_curves(episodes: pd.DataFrame, dnas: pd.DataFrame, budget: float, tit
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def pareto(table: pd.DataFrame, baseline_accuracy: float, title: str = ""):
+    """Lesson 07: top-1 (mean +- sd over seeds) against bytes on disk and against batch-64 latency
+    (ratio to the baseline), one point per recipe; the Pareto front of each panel joined and its
+    points ringed."""
+    panels = [("bytes", "front: bytes", "bytes on disk (kB, log scale)", 1e3)]
+    if "front: batch-64 latency" in table:
+        panels.append(("batch 64 latency / baseline", "front: batch-64 latency", "batch-64 latency / baseline's", 1))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.4), squeeze=False)
+    for ax, (x, front, label, scale) in zip(axes[0], panels):
+        for k in range(len(table)):
+            ax.errorbar(table[x].iloc[k] / scale, table["top-1 % mean"].iloc[k], yerr=table["top-1 % sd"].fillna(0).iloc[k],
+                        marker="o", capsize=3, color=f"C{k % 10}", label=table["recipe"].iloc[k])
+        on = table[table[front]].sort_values(x)
+        ax.plot(on[x] / scale, on["top-1 % mean"], "k--", lw=1, label="Pareto front")
+        ax.scatter(on[x] / scale, on["top-1 % mean"], s=160, facecolors="none", edgecolors="k")
+        ax.axhline(baseline_accuracy, color="grey", ls=":", lw=1)
+        ax.set(xlabel=label, ylabel="top-1 % (mean +- sd over seeds)", xscale="log" if x == "bytes" else "linear")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def stages(log: pd.DataFrame, title: str = ""):
+    """Lesson 07 / the command line: top-1 after each stage of one run."""
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.4 * len(log) + 2), 3.4))
+    ax.plot(range(len(log)), log["top-1 %"], marker="o")
+    ax.set_xticks(range(len(log)), log["stage"], rotation=20, ha="right", fontsize=8)
+    ax.set(ylabel="top-1 % after the stage", title=title)
+    fig.tight_layout()
+    return fig

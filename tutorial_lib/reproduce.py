@@ -44,14 +44,14 @@ MIN_SEEDS = 3
 
 # Tables that hold nothing but timings, and the names of timed columns or rows elsewhere.
 TIMED_TABLES = ("03_fps", "03_time_by_part", "04_bounds", "04_bounds_layers", "04_latency_table", "04_platform_speedups",
-                "06_int8_profile")
+                "06_int8_profile", "07_latency")
 TIMED = re.compile(r"(\bms\b|latency|speedup|\bfps\b|frames per second|seconds|s / epoch|wall|time|error_pct|"
                    r"estimate error)", re.I)  # an estimate's error is against a measured latency
 REST_COLUMN = "rests on"  # a row may say what it rests on; "timing" makes the whole row timed
 # Tables written only by sweeps that `make test` does not re-run (NBVAL_SKIP cells): checked
 # against the committed ones after `make tables`, not required after nbval.
 SWEEPS = ("02_frontier", "02_frontier_ranking", "02_frontier_flops", "02_frontier_flops_ranking", "02_settling_hard",
-          "02_slimming_sweep")
+          "02_slimming_sweep", "07_budget_bytes", "07_budget_latency")
 # Lessons whose seeds vary only a short fine-tune of the shared baseline (lesson 06's QAT runs):
 # their spread is far below a retrained model's (0.1-0.5 points against 1-3), yet on another
 # CPU the baseline they start from moves by as much as a retrained one (lesson 01: 87.0% on

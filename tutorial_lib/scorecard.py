@@ -202,6 +202,20 @@ def distillation_helps_pruned_student(t: Tables):
     return ours, published, _word(str(kd["verdict"])), "KD's gain over scratch beyond two standard errors over the seeds"
 
 
+def quantization_beyond_pruning(t: Tables):
+    """The seed's future work: quantization saves memory and time beyond pruning's signature."""
+    table = t("07_comparison")
+    pruned, both = _row(table, "recipe", "prune"), _row(table, "recipe", "prune -> quantize")
+    smaller = float(pruned["bytes"]) / float(both["bytes"])
+    faster = float(pruned["batch 64 latency / baseline"]) / float(both["batch 64 latency / baseline"])
+    gap, two_se, v = _gap(both, pruned, "top-1 %")
+    ours = (f"{smaller:.1f}x fewer bytes and {faster:.2f}x faster at batch 64 than the pruned model alone; "
+            f"top-1 {gap:+.2f} points (2 SE {two_se:.2f}), {int(both['seeds'])} seeds")
+    verdict = REPRODUCED if smaller > 1 and faster > 1 and v != "below" else NOT_REPRODUCED
+    return ours, "future work (no figure)", verdict, ("fewer bytes and a lower batch-64 latency (inductor, both "
+                                                      "compiled) than prune alone, top-1 not below it beyond two SE")
+
+
 def _beats_uniform(method: str, published: str) -> Callable[[Tables], tuple[str, str, str, str]]:
     """Judge "``method``'s per-layer bits beat uniform bits at the same average" on 06_allocation."""
 
@@ -236,6 +250,8 @@ CLAIMS = (
     Claim("06", "bits chosen per layer by a reinforcement-learning agent beat uniform bits of the same size",
           ("06_allocation",), _beats_uniform("ReLeQ", "ReLeQ: <= 0.3% accuracy loss with mixed bits on 7 "
                                              "networks incl. VGG-11 on CIFAR-10 (abstract)")),
+    Claim("07", "quantization saves memory and time beyond the signature pruning reaches (the seed's future work)",
+          ("07_comparison",), quantization_beyond_pruning, TIMING),
 )
 
 

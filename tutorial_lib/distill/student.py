@@ -89,11 +89,13 @@ def train_student(
     hint_layer: int = 2,
     checkpoint_dir: str | Path | None = None,
     schedule: Schedule | None = None,
+    weight: float = 1.0,
 ) -> pd.DataFrame:
     """Train ``student`` with ``method`` under the frozen ``teacher`` by ``schedule`` (default:
     the baseline's); return the history (test metrics after the last epoch only: the caller
     evaluates the student it gets back).
 
+    ``weight`` multiplies the method's distillation terms (1: RepDistiller's weights).
     ``hint_layer`` picks the stage whose end is FitNet's hint (teacher) and guided layer
     (student). FitNet's two stages give the first ``epochs // 4`` epochs to the hint alone;
     FSP's pre-training stage takes ``epochs // 8`` (at least one), then CE alone.
@@ -154,7 +156,7 @@ def train_student(
 
     extras = [p for extra in (regressor, connectors) if extra is not None for p in extra.parameters()]
     folder = Path(checkpoint_dir) if checkpoint_dir else None
-    weights = {k: v for k, v in spec.items() if k in ("kd",) + FEATURE_TERMS}
+    weights = {k: v * weight for k, v in spec.items() if k in ("kd",) + FEATURE_TERMS}
     try:
         if spec.get("two_stage") or spec.get("pretrain"):
             # stage 1 (task weight 0): FitNet's hint, or FSP's pre-training of the features

@@ -20,6 +20,7 @@ import torch
 from torch import fx, nn
 
 from tutorial_lib import graph, masks, models
+from tutorial_lib.quant.quantizers import quantize_like
 
 
 def keep_indices(masked: nn.Module) -> dict[str, torch.Tensor]:
@@ -77,6 +78,6 @@ def pack(masked: nn.Module) -> nn.Module:
         )
     keep = keep_indices(masked)
     widths = [len(keep[layer]) for layer in masks.masks_of(masked)]
-    model = models.from_spec(models.resize_spec(spec, widths))
+    model = quantize_like(models.from_spec(models.resize_spec(spec, widths)), masked)  # fake quantizers kept
     model.load_state_dict(packed_state_dict(masked))
     return model.train(masked.training)

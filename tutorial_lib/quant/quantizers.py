@@ -205,18 +205,40 @@ def quantize(model: nn.Module, w_bits: int | Sequence[int], a_bits: int | Sequen
     w = allocation(w_bits, len(names))
     a = allocation(FULL if a_bits is None else a_bits, len(names))
     for name, wb, ab in zip(names, w, a):
-        old = model.get_submodule(name)
-        if isinstance(old, nn.Conv2d):
-            new = QuantConv2d(old.in_channels, old.out_channels, old.kernel_size, old.stride, old.padding,
-                              old.dilation, old.groups, old.bias is not None, w_bits=wb, a_bits=ab, binary=binary)
-        else:
-            new = QuantLinear(old.in_features, old.out_features, old.bias is not None, w_bits=wb, a_bits=ab,
-                              binary=binary)
-        new.weight.data.copy_(old.weight.data)
-        if old.bias is not None:
-            new.bias.data.copy_(old.bias.data)
-        _swap(model, name, new.to(old.weight.device))
+        _swap(model, name, _quantized(model.get_submodule(name), wb, ab, binary))
     return model
+
+
+def _quantized(old: nn.Module, w_bits: int, a_bits: int, binary: str) -> nn.Module:
+    """A fake-quantized copy of a convolution or linear layer (same weights)."""
+    if isinstance(old, nn.Conv2d):
+        new = QuantConv2d(old.in_channels, old.out_channels, old.kernel_size, old.stride, old.padding,
+                          old.dilation, old.groups, old.bias is not None, w_bits=w_bits, a_bits=a_bits, binary=binary)
+    else:
+        new = QuantLinear(old.in_features, old.out_features, old.bias is not None, w_bits=w_bits, a_bits=a_bits,
+                          binary=binary)
+    new.weight.data.copy_(old.weight.data)
+    if old.bias is not None:
+        new.bias.data.copy_(old.bias.data)
+    return new.to(old.weight.device)
+
+
+def quantize_like(model: nn.Module, reference: nn.Module) -> nn.Module:
+    """``model`` with every layer that is fake-quantized in ``reference`` (by name) fake-quantized
+    at the same bits and scheme, in place: a pruned copy of a quantized model (``pack``) keeps its
+    quantizers. Steps are not copied (load the reference's state for them)."""
+    ref = layers(reference)
+    for name, old in layers(model).items():
+        r = ref.get(name)
+        if r is not None and hasattr(r, "w_quant"):
+            binary = r.w_quant.scheme if r.w_quant.scheme != "lsq" else "xnor"
+            _swap(model, name, _quantized(old, r.w_quant.bits, r.a_quant.bits, binary))
+    return model
+
+
+def is_quantized(model: nn.Module) -> bool:
+    """Whether any layer of ``model`` is fake-quantized."""
+    return any(hasattr(m, "w_quant") for m in layers(model).values())
 
 
 def allocation(bits: int | Sequence[int], n: int) -> list[int]:
