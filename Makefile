@@ -15,7 +15,7 @@ NBVAL_PENDING :=
 
 help:
 	@echo "make tables [PROFILE=smoke|tutorial|paper] [ARGS='--seed 1 -p NAME VALUE']  run every notebook, write results/<profile>/REPORT.md"
-	@echo "make test        unit tests + smoke notebooks + nbval on the committed notebooks"
+	@echo "make test        unit tests + nbval on the committed notebooks + smoke runs of the lessons with cells nbval skips"
 	@echo "make test-fast   unit tests + smoke notebooks only (inner loop)"
 	@echo "make notebooks   refresh the committed notebook outputs and notebooks/tables (tutorial profile)"
 	@echo "make tolerances  re-run every lesson with SEEDS (default 1 2) and derive notebooks/tables/tolerances.csv"
@@ -67,6 +67,8 @@ kernels: $(STAMP)
 # nbval re-runs the committed notebooks first and compares their exact cells; the tables that
 # run writes (results/tutorial/tables) are then compared with notebooks/tables within the
 # tolerances in notebooks/tables/tolerances.csv (tests/test_reproduce.py), with the unit tests.
+# A lesson's smoke run is skipped here when nbval runs every one of its cells (the same code on
+# more data, in the same session); lessons with NBVAL_SKIP cells (02, 07) keep theirs.
 test: $(STAMP)
 	TQDM_DISABLE=1 TUTORIAL_CHECK_MEASURED=1 $(PY) -m pytest $(PYTEST_FLAGS) notebooks tests --nbval-lax \
 		--nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg $(addprefix --ignore=,$(NBVAL_PENDING))

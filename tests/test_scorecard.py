@@ -25,7 +25,7 @@ def _edit(folder, name, row_column, column, row_label, value):
 def test_every_claim_is_judged_from_the_committed_tables(committed):
     card = scorecard.card(committed)
     assert list(card.columns) == scorecard.COLUMNS
-    assert len(card) == len(scorecard.CLAIMS) == 11
+    assert len(card) == len(scorecard.CLAIMS) == 12
     assert set(card["verdict"]) <= {scorecard.REPRODUCED, scorecard.NOT_REPRODUCED, scorecard.NOISE}
     assert list(scorecard.card(committed, lesson="04")["lesson"]) == ["04"] * 3
     assert (card["published"] != "").all() and (card["how judged"] != "").all()

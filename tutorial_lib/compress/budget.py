@@ -11,9 +11,9 @@ its own stages, then verifies them by measurement.
   bits) whose bit-packed model fits. With a latency target the model runs as float32 (its
   quantized weights dequantized when loaded: there are no CPU kernels below 8 bits, and the
   latency the loop lands on is float32's), so its latency is the pruned model's.
-- **Choosing**: among the candidates that meet every target on measurement, the one with the
-  best top-1 on ``held_out_images`` training images (never the test set); the test top-1 is
-  reported beside it.
+- **Choosing**: every candidate trains on the training split less ``held_out_images`` images;
+  among those that meet every target on measurement, the one with the best top-1 on the
+  held-out images is chosen (never by the test set); the test top-1 is reported beside it.
 """
 
 from __future__ import annotations
@@ -116,27 +116,27 @@ def run(target_recipe: Pipeline, model: nn.Module, bundle: data.DataBundle, cfg,
     cfg = cfg.replace(latency_batch=target.batch, latency_platform=target.platform or cfg.latency_platform)
     start_bytes = packing.model_bytes(model)
     limit = None if target.bytes is None else target.bytes * start_bytes
-    scorer = allocate.held_out(bundle, cfg.held_out_images, cfg.seed)
+    search = allocate.held_out(bundle, cfg.held_out_images, cfg.seed)  # train: the rest; test: held out
     rows, results = [], {}
     for prune in _prunes(target, cfg, shares):
         try:  # lesson 04 refuses a budget outside the model's feasible range, before it trains
-            pruned = pipeline.run(Pipeline(f"{target_recipe.name}: {prune.describe()}", (prune,)), model, bundle,
+            pruned = pipeline.run(Pipeline(f"{target_recipe.name}: {prune.describe()}", (prune,)), model, search,
                                   cfg, store, progress, from_baseline).model
         except ValueError as err:
             rows.append({"candidate": prune.describe(), "verdict": f"infeasible: {err}"})
             continue
-        quant, planned = quantize_to_fit(pruned, bundle, cfg, limit, allow_int8=target.latency is None)
+        quant, planned = quantize_to_fit(pruned, search, cfg, limit, allow_int8=target.latency is None)
         row = {"candidate": prune.describe(), "target bytes": round(limit) if limit else "",
                "kept params": sum(p.numel() for p in pruned.parameters())}
         if quant is None:
             rows.append({**row, "stages": "", "verdict": "infeasible: not even 2 bits fit"})
             continue
         recipe = Pipeline(f"{target_recipe.name}: {prune.describe()}", (prune, quant))
-        result = pipeline.run(recipe, model, bundle, cfg, store, progress, from_baseline)
-        measured = pipeline.measure(result, bundle, cfg)
+        result = pipeline.run(recipe, model, search, cfg, store, progress, from_baseline)
+        measured = pipeline.measure(result, bundle, cfg)  # top-1 on the test set
         row.update({"stages": recipe.describe(), "bytes": measured["bytes"], "planned bytes": planned or "",
                     "weight bits": measured["weight bits"], "int8 kernels": measured["int8 kernels"],
-                    "top-1 % held-out": round(pipeline.evaluate(result.deployed, scorer, cfg), 2),
+                    "top-1 % held-out": round(pipeline.evaluate(result.deployed, search, cfg), 2),
                     "top-1 %": measured["top-1 %"]})
         met = limit is None or measured["bytes"] <= limit
         if limit is not None:

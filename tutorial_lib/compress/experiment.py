@@ -99,17 +99,28 @@ def stage_log(result: pipeline.Stepped) -> pd.DataFrame:
     return pd.DataFrame([{k: v for k, v in e.items() if k != "folder"} for e in result.log])
 
 
+def _classes(model: nn.Module, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """Predicted classes in batches of exactly ``batch`` (the last padded), as ``predict.py`` runs."""
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch):
+            x = images[start:start + batch]
+            n = len(x)
+            out.append(model(torch.cat([x, x.new_zeros(batch - n, *x.shape[1:])]) if n < batch else x)[:n].argmax(1))
+    return torch.cat(out)
+
+
 def export_and_reload(result: pipeline.Stepped, bundle: data.DataBundle, cfg, folder: Path,
                       in_process_ms: float | None = None) -> pd.DataFrame:
     """Save the deployed model with ``torch.export``, reload it in a fresh Python process that has
-    only torch and torchao (:mod:`tutorial_lib.compress.predict`), and compare: the predicted class of every
-    test image against this process's, top-1, latency of a batch of 64, and the file's size."""
-    path = export.save(pipeline.deployable(result), Path(folder) / "model.pt2",
-                       torch.stack([bundle.test[i][0] for i in range(2)]))
+    only torch and torchao (:mod:`tutorial_lib.compress.predict`), and compare it with the same
+    model compiled the same way here: the predicted class of every test image, top-1, the
+    latency of a batch of 64, and the file's size."""
+    deployed = pipeline.deployable(result)
     images = torch.stack([bundle.test[i][0] for i in range(len(bundle.test))])
     labels = torch.tensor([int(bundle.test[i][1]) for i in range(len(bundle.test))])
-    with torch.no_grad():
-        here = torch.cat([pipeline.deployable(result)(images[i:i + 256]).argmax(1) for i in range(0, len(images), 256)])
+    path = export.save(deployed, Path(folder) / "model.pt2", images[:2])
+    here = _classes(int8.compiled(deployed, tuple(images.shape[1:]), (64,)), images)
     report = export.reload_elsewhere(path, images, folder, threads=platforms.all_threads())
     there = torch.tensor(report["predictions"])
     row = {"file": path.name, "file bytes": report["file bytes"],

@@ -197,10 +197,12 @@ def quantize(stage: Quantize, model: nn.Module, ctx: Context, folder: Path) -> S
 STEPS: dict[type[Stage], Callable] = {Prune: prune, Distill: distill, Finetune: finetune, Quantize: quantize}
 
 
-def stage_key(stages: tuple[Stage, ...], cfg) -> str:
-    """A short hash of the stages so far, their settings and code (what a stage folder is named by)."""
+def stage_key(stages: tuple[Stage, ...], cfg, bundle: data.DataBundle) -> str:
+    """A short hash of the stages so far, their settings, code and training data (what a stage
+    folder is named by: budget mode trains on the training split less its held-out images)."""
     blob = json.dumps([[s.stage_name(), dataclasses.asdict(s)] for s in stages], sort_keys=True, default=str)
-    return hashlib.sha256((blob + cache.key(cfg, RECIPES, CODE)).encode()).hexdigest()[:12]
+    data_key = f"{bundle.name}:{len(bundle.train)}"
+    return hashlib.sha256((blob + data_key + cache.key(cfg, RECIPES, CODE)).encode()).hexdigest()[:12]
 
 
 def _save(folder: Path, result: Stepped, entry: dict) -> None:
@@ -239,7 +241,7 @@ def run(recipe: Pipeline, model: nn.Module, bundle: data.DataBundle, cfg, store:
     ctx = Context(bundle, cfg, teacher, start, from_baseline, progress)
     current = Stepped(start, start)
     for i, stage in enumerate(recipe.stages):
-        folder = store / f"{stage.stage_name()}-{stage_key(recipe.stages[: i + 1], cfg)}"
+        folder = store / f"{stage.stage_name()}-{stage_key(recipe.stages[: i + 1], cfg, bundle)}"
         loaded = _load(folder)
         if loaded is not None:
             result, entry = loaded
