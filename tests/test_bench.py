@@ -1,3 +1,6 @@
+import pytest
+import torch
+
 from tutorial_lib import bench, models, profiles
 from tutorial_lib.measure import timer
 
@@ -58,3 +61,12 @@ def test_quant_benchmark_prints_int8_speedups_against_both_float32_runs(capsys):
 
     # batch 64 on 1 and all threads, against float32 compiled and eager
     assert out.count("target 1.5x") == 2 * len({1, platforms.all_threads()})
+
+
+def test_the_gpu_check_runs_the_paper_path_and_says_when_there_is_no_gpu():
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="no CUDA device here"):
+            bench.main(["gpu"])
+    r = bench.gpu_check(steps_per_epoch=2, prune_epochs=1, device="cpu", width=1 / 16, batch_size=8, num_workers=0)
+    assert r["steps"] == 4 and r["images_per_s"] > 0 and r["precision"] == "fp32"
+    assert r["recipe_h"] == pytest.approx((164 + 100) * 50_000 / r["images_per_s"] / 3600)

@@ -1,20 +1,25 @@
 """Benchmarks that print figures (median of repeats, threads fixed); tests never time.
 
     python -m tutorial_lib.bench masks        # training step with masks over the plain model
-    python -m tutorial_lib.bench train        # training step: NaN fill, NCHW vs channels-last, KD teacher vs memo
+    python -m tutorial_lib.bench train        # paper model images/s, 1 process and DDP(2); training step: NaN fill, NCHW vs channels-last, KD memo
     python -m tutorial_lib.bench distill      # distillation step over plain step + teacher forward
     python -m tutorial_lib.bench depth        # lesson 03: params removed, D1-all change, batch-1 speedup against its ceiling
     python -m tutorial_lib.bench runtimes     # lesson 03's speedup under channels-last and torch.compile
     python -m tutorial_lib.bench constraints  # lesson 04: budgets met, latency in band, estimate errors
     python -m tutorial_lib.bench quant        # lesson 06: int8 against float32 (eager and inductor), batch 1 and 64
     python -m tutorial_lib.bench notebooks    # wall time of each notebook at the tutorial profile
+    python -m tutorial_lib.bench gpu          # one CUDA GPU: the paper recipe's joint pruning briefly (make gpu-check)
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from typing import Callable
 
@@ -251,6 +256,119 @@ def constraints_targets(profile: str = "tutorial", signatures: int = 8) -> dict:
             "seconds": time.perf_counter() - start}
 
 
+def throughput(profile: str = "paper", steps: int = 5, nproc: int = 1) -> dict:
+    """Training images per second of the profile's model through ``train.fit`` (its DDP, layout,
+    precision and data path) on generated images of the dataset's shape, on ``nproc`` processes
+    started by torchrun: the time of ``2 + steps`` steps less that of 2 (start-up, first calls).
+    Rank 0 returns the figures; CUDA memory is the peak of rank 0's device."""
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           f"--nproc-per-node={nproc}", "-m", "tutorial_lib.bench", "throughput-worker",
+                           "--profile", profile, "--repeats", str(steps)],
+                          capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+    found = [line for line in done.stdout.splitlines() if line.startswith("THROUGHPUT ")]
+    if done.returncode or not found:
+        raise RuntimeError(f"the throughput run on {nproc} processes failed:\n{done.stderr[-3000:]}")
+    return json.loads(found[-1].removeprefix("THROUGHPUT "))
+
+
+def _throughput_worker(profile: str, steps: int) -> None:
+    from torch.utils.data import TensorDataset
+
+    from tutorial_lib import data, distributed, train
+
+    cfg = profiles.resolve(profile)
+    size, classes = image_size(cfg), 100 if profile == "paper" else 10
+    images = (2 + steps) * cfg.batch_size
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(images, 3, size, size, generator=g), torch.randint(0, classes, (images,), generator=g)
+    bundle = data.DataBundle("generated", TensorDataset(x, y), TensorDataset(x[:8], y[:8]), classes, size, "generated")
+    seconds = []
+    for n in (2, 2 + steps):
+        model = models.build(cfg, classes)
+        start = time.perf_counter()
+        train.fit(model, bundle, cfg.baseline.schedule.replace(epochs=1), cfg.run.replace(max_steps=n),
+                  evaluate_each_epoch=False, desc="throughput")
+        seconds.append(time.perf_counter() - start)
+    device = distributed.device(cfg.device)
+    memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.startswith("cuda") else None
+    if distributed.is_main():
+        print("THROUGHPUT " + json.dumps({
+            "images_per_s": steps * cfg.batch_size / (seconds[1] - seconds[0]), "processes": distributed.world_size(),
+            "batch": cfg.batch_size, "device": device, "threads": repro.resolve_threads(cfg.threads),
+            "precision": train.amp.Precision(cfg.run.precision, device).name, "gpu_memory_gib": memory,
+            "model": f"{cfg.arch} width {cfg.width:g}", "image": size}), flush=True)
+
+
+def report_throughput(profile: str, repeats: int) -> None:
+    """``bench train``'s last part: the model of ``profile`` on 1 process and, on the CPU or with
+    several GPUs, on 2 under torchrun (DDP), as images/s and their ratio."""
+    one = throughput(profile, repeats, 1)
+    print(f"training throughput, {one['model']} ({profile} profile), {one['image']}x{one['image']} images, "
+          f"global batch {one['batch']}, {one['precision']}: {repeats} steps timed after 2")
+    print(f"  1 process on {one['device']} ({one['threads']} threads) {one['images_per_s']:8.1f} images/s"
+          + (f", peak GPU memory {one['gpu_memory_gib']:.1f} GiB" if one["gpu_memory_gib"] else ""))
+    if not one["device"].startswith("cuda") or torch.cuda.device_count() > 1:
+        two = throughput(profile, repeats, 2)
+        print(f"  DDP, 2 processes ({two['threads']} threads each) {two['images_per_s']:8.1f} images/s  "
+              f"(ratio to 1 process: {two['images_per_s'] / one['images_per_s']:.2f})")
+
+
+def gpu_check(steps_per_epoch: int = 100, prune_epochs: int = 2, device: str = "cuda", **knobs) -> dict:
+    """The paper recipe on one CUDA GPU, briefly: the VGG19-BN trained one epoch (warm-up), then
+    joint pruning (the paper's Adam, layer_mean term, lambda and KD teacher) for ``prune_epochs``
+    epochs of ``steps_per_epoch`` steps, on CIFAR-100-shaped images generated on the spot
+    (nothing is downloaded; no accuracy is claimed for them). The last epoch gives images/s;
+    from it, the time of a CIFAR-100 epoch (50,000 images) and of the 164-epoch baseline plus
+    the 100 pruning epochs. (``device="cpu"`` and smaller ``knobs`` let a test run the same path.)"""
+    from torch.utils.data import TensorDataset
+
+    from tutorial_lib import data, train
+    from tutorial_lib.pruning import joint
+
+    cuda = device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device here: nothing measured (run `make gpu-check` on a machine with a GPU)")
+    paper = profiles.resolve("paper", device=device, **knobs)
+    cfg = paper.replace(prune_epochs=prune_epochs, epochs=1, milestones=(), num_workers=min(paper.num_workers, 4))
+    n = steps_per_epoch * cfg.batch_size
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 100, (n,), generator=g)
+    test = min(n, 10 * cfg.batch_size)
+    bundle = data.DataBundle("generated CIFAR-100 shape", TensorDataset(x, y), TensorDataset(x[:test], y[:test]),
+                             100, 32, "generated")
+    start = time.perf_counter()
+    teacher = models.build(cfg, 100)
+    train.fit(teacher, bundle, cfg.baseline.schedule, cfg.run, evaluate_each_epoch=False, desc="baseline")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    masked = masks.insert_masks(copy.deepcopy(teacher), seed=cfg.seed)
+    history = joint.prune(masked, teacher, bundle, cfg)
+    seconds = float(history["epoch_seconds"].iloc[-1])
+    rate = n / seconds
+    epoch = 50_000 / rate
+    return {"gpu": torch.cuda.get_device_name() if cuda else timer.cpu_name(), "images_per_s": rate, "batch": cfg.batch_size,
+            "precision": train.amp.Precision(cfg.run.precision, cfg.device).name,
+            "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan"),
+            "cifar_epoch_s": epoch,
+            "recipe_h": (paper.epochs + paper.prune_epochs) * epoch / 3600,
+            "steps": steps_per_epoch * (1 + prune_epochs), "wall_s": time.perf_counter() - start}
+
+
+def report_gpu(profile: str, repeats: int) -> None:
+    r = gpu_check()
+    text = (f"**GPU check** ({r['gpu']}, {r['precision']}, batch {r['batch']}; generated CIFAR-100-shaped data, "
+            f"{r['steps']} steps, {r['wall_s']:.0f} s in all)\n\n"
+            f"- joint pruning (paper recipe, KD teacher on): {r['images_per_s']:,.0f} images/s, "
+            f"peak GPU memory {r['peak_memory_gib']:.1f} GiB\n"
+            f"- one CIFAR-100 epoch (50,000 images): {r['cifar_epoch_s']:.0f} s, extrapolated\n"
+            f"- the paper recipe (164 baseline epochs + 100 joint-pruning epochs, at this rate): "
+            f"{r['recipe_h']:.1f} h, extrapolated\n")
+    print(text)
+    path = paths.results_dir("paper") / "gpu_check.md"
+    path.write_text(text)
+    print(f"written to {path}")
+
+
 def _step_header(what: str, r: dict, repeats: int) -> None:
     print(f"training step{' in deterministic mode' if what == 'train' else ''}, {r['arch']} width "
           f"{r['width']:g}, batch {r['batch']}, {r['threads']} threads, median of {repeats} x 5 steps")
@@ -264,6 +382,7 @@ def report_masks(profile: str, repeats: int) -> None:
 
 
 def report_train(profile: str, repeats: int) -> None:
+    report_throughput("smoke" if profile == "smoke" else "paper", 3 if profile == "smoke" else 5)
     r = nan_fill_saving(profile, repeats)
     _step_header("train", r, repeats)
     print(f"  with torch's NaN fill of new tensors {r['fill_ms']:8.2f} ms\n"
@@ -377,7 +496,7 @@ def report_notebooks(profile: str, repeats: int) -> None:
 BENCHES: dict[str, Callable[[str, int], None]] = {
     "masks": report_masks, "train": report_train, "distill": report_distill, "depth": report_depth,
     "runtimes": report_runtimes, "constraints": report_constraints, "quant": report_quant,
-    "notebooks": report_notebooks,
+    "notebooks": report_notebooks, "gpu": report_gpu, "throughput-worker": _throughput_worker,
 }
 
 

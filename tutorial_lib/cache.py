@@ -23,7 +23,7 @@ import grimp
 import pandas as pd
 from torch import nn
 
-from tutorial_lib import checkpoint, paths
+from tutorial_lib import checkpoint, distributed, paths
 
 BASELINE = ("baseline",)  # the recipe of the baseline every lesson shares
 BASELINE_CODE = ("tutorial_lib.train",)  # the trainer, the models and the datasets it imports
@@ -90,7 +90,8 @@ def get_or_train(
     if final.exists():
         state = checkpoint.load(final, model)
         return model, pd.DataFrame(state["meta"]["history"])
-    folder.mkdir(parents=True, exist_ok=True)
+    if distributed.is_main():
+        folder.mkdir(parents=True, exist_ok=True)
     history = train(model, folder)
     checkpoint.save(final, model, meta={"history": history.to_dict("records"), "config": cfg.to_dict(), **extra})
     return model, history

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from tutorial_lib import distributed
+
 
 class CheckpointMismatchError(ValueError):
     """The checkpoint was made for another model (signature, layers or shapes differ)."""
@@ -32,12 +34,17 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def save(path: str | os.PathLike, model: nn.Module, state: dict | None = None, meta: dict | None = None) -> Path:
-    """Write ``<path>`` (tensors: model and optional training state) and ``<path>.json`` (meta)."""
+    """Write ``<path>`` (tensors: model and optional training state) and ``<path>.json`` (meta).
+
+    Under torchrun, rank 0 writes and every process waits until it has, so none reads a
+    checkpoint that is not there yet."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_save({"model": model.state_dict(), **(state or {})}, path)
-    info = {"spec": model_spec(model), **(meta or {})}
-    path.with_suffix(".json").write_text(json.dumps(info, indent=1, default=str))
+    if distributed.is_main():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_save({"model": model.state_dict(), **(state or {})}, path)
+        info = {"spec": model_spec(model), **(meta or {})}
+        path.with_suffix(".json").write_text(json.dumps(info, indent=1, default=str))
+    distributed.barrier()
     return path
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tutorial_lib import distributed
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -30,7 +32,8 @@ def results_root() -> Path:
 def results_dir(profile: str) -> Path:
     """``results/<profile>/``, created on first use."""
     path = results_root() / profile
-    path.mkdir(parents=True, exist_ok=True)
+    if distributed.is_main():  # under torchrun, rank 0 alone writes
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

@@ -20,6 +20,8 @@ from typing import Any, Callable
 
 import torch
 
+from tutorial_lib import distributed
+
 DEPTH_DIVISOR = 128  # models.monodepth.DIVISOR (not imported: recipes stay import-light)
 
 
@@ -147,12 +149,12 @@ def _numbers(name: str, value: Any, whole: bool) -> tuple:
 
 def _check_device(device: str) -> str:
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
         raise ValueError(f"parameter 'device' = {device!r} is not known; valid choices: cpu, cuda, cuda:N, auto")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was asked for but CUDA is not available here; valid choices: cpu, auto")
-    return device
+    return distributed.device(device)  # under torchrun, cuda is this process's own GPU
 
 
 @dataclass(frozen=True)
@@ -182,7 +184,11 @@ class Run(Recipe):
     threads: int = knob(2, 1, 256, help="torch CPU threads (fixed for reproducible timings)")
     max_steps: int | None = knob(None, 1, 10**9, help="stop each training run after N steps")
     device: str = knob("cpu", keyed=False, help="cpu, cuda, cuda:N or auto")
-    num_workers: int = knob(0, 0, 64, keyed=False)
+    num_workers: int = knob(0, 0, 64, keyed=False, help="data loader worker processes (pinned memory on CUDA)")
+    precision: str = knob("auto", choices=("auto", "fp32", "bf16", "fp16"),
+                          help="training precision: auto is bf16 autocast on CUDA, fp32 on the CPU")
+    deterministic: bool = knob(True, keyed=False,
+                               help="deterministic kernels; False lets cuDNN benchmark for speed (GPU)")
     data_root: str | None = knob(None, keyed=False, help="folder holding real datasets")
     download: bool = knob(False, keyed=False, help="let torchvision download a missing dataset")
 

@@ -5,6 +5,7 @@
     python -m tutorial_lib.run --seed 1 --results results/seeds/seed1   # the lessons with another seed
     python -m tutorial_lib.run --only 02 -p prune_lambda 0.02          # one lesson, one parameter
     python -m tutorial_lib.run --profile paper --parameters             # every knob, by recipe
+    torchrun --standalone --nproc-per-node 4 -m tutorial_lib.run --profile paper   # data parallel
 
 Executed notebooks go to ``results/<profile>/notebooks/``; wall times to ``timings.json``.
 Every parameter is checked against each notebook's parameters cell, and every value against
@@ -19,10 +20,12 @@ import argparse
 import ast
 import json
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
-from tutorial_lib import parameters, paths, profiles, report, reproduce
+from tutorial_lib import distributed, parameters, paths, profiles, report, reproduce
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
@@ -67,13 +70,22 @@ def run(profile: str, only: list[str] | None = None, in_place: bool = False, par
     timing_file = folder / "timings.json"
     wall = json.loads(timing_file.read_text()) if timing_file.exists() else {}
     wall = {name: t for name, t in wall.items() if name in {nb.name for nb in notebooks()}}  # drop removed lessons
-    for nb in selected:
-        out = nb if in_place else folder / "notebooks" / nb.name
+    main = distributed.is_main()
+    scratch = None if main else Path(tempfile.mkdtemp(prefix=f"tutorial-rank{distributed.rank()}-"))
+    for i, nb in enumerate(selected):
+        out = (nb if in_place else folder / "notebooks" / nb.name) if main else scratch / nb.name
         mine = {k: v for k, v in params.items() if k in declared[nb.name]}
-        print(f"[{profile}] {nb.name} {mine or ''}...", flush=True)
+        if distributed.launched():  # each kernel joins its own process group (tutorial_lib.distributed)
+            os.environ[distributed.GROUP_ENV] = f"notebook{i}-{nb.stem}"
+        if main:
+            print(f"[{profile}] {nb.name} {mine or ''}...", flush=True)
         wall[nb.name] = execute(nb, profile, out, mine)
-        print(f"[{profile}] {nb.name} done in {wall[nb.name]:.1f} s", flush=True)
-        timing_file.write_text(json.dumps(dict(sorted(wall.items())), indent=1))
+        if main:
+            print(f"[{profile}] {nb.name} done in {wall[nb.name]:.1f} s", flush=True)
+            timing_file.write_text(json.dumps(dict(sorted(wall.items())), indent=1))
+    if not main:  # under torchrun, the other ranks' notebooks are copies of rank 0's: dropped
+        shutil.rmtree(scratch, ignore_errors=True)
+        return folder
     if in_place:
         print(f"{len(reproduce.freeze())} tables copied to {reproduce.committed_dir()} (the committed figures)")
     path = report.build(profile)

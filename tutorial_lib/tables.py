@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tutorial_lib import paths
+from tutorial_lib import distributed, paths
 
 PUBLISHED_CSV = paths.PACKAGE_DIR / "reference" / "published.csv"
 
@@ -113,14 +113,17 @@ def publish(
     notes: str = "",
     order: int = 0,
 ) -> str:
-    """Write ``df`` as ``results/<profile>/tables/<lesson>_<name>.{csv,md}``; return the Markdown."""
-    folder = paths.results_dir(profile) / "tables"
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write ``df`` as ``results/<profile>/tables/<lesson>_<name>.{csv,md}``; return the Markdown
+    (under torchrun, rank 0 alone writes)."""
     stem = f"{lesson}_{name}"
-    df.to_csv(folder / f"{stem}.csv", index=False)
     text = f"**{title}**\n\n{caption(dataset, profile, seed)}\n\n{to_markdown(df)}\n"
     if notes:
         text += f"\n{notes}\n"
+    if not distributed.is_main():
+        return text
+    folder = paths.results_dir(profile) / "tables"
+    folder.mkdir(parents=True, exist_ok=True)
+    df.to_csv(folder / f"{stem}.csv", index=False)
     (folder / f"{stem}.md").write_text(text)
     _register(profile, {"lesson": lesson, "name": name, "kind": "table", "title": title, "order": order,
                         "csv": f"tables/{stem}.csv", "md": f"tables/{stem}.md"})
@@ -128,7 +131,10 @@ def publish(
 
 
 def save_figure(fig, name: str, *, lesson: str, title: str, profile: str, order: int = 0) -> Path:
-    """Save a matplotlib figure as ``results/<profile>/figures/<lesson>_<name>.png``."""
+    """Save a matplotlib figure as ``results/<profile>/figures/<lesson>_<name>.png`` (under
+    torchrun, rank 0 alone writes)."""
+    if not distributed.is_main():
+        return paths.results_root() / profile / "figures" / f"{lesson}_{name}.png"
     folder = paths.results_dir(profile) / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{lesson}_{name}.png"

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from tutorial_lib import checkpoint, data, kd, repro
+from tutorial_lib import checkpoint, data, distributed, kd, precision as amp, repro
 from tutorial_lib.recipes import Run, Schedule
 
 Regularizer = Callable[[nn.Module, torch.Tensor, object, object], dict[str, torch.Tensor]]
@@ -149,16 +149,22 @@ def fit(
     or with ``evaluate_each_epoch=False`` after the last one only (NaN before; for runs whose
     curve nobody reads, such as lesson 05's thirty-six students). ``schedule`` gives the epochs,
     the batch size and the default optimizer (SGD with a MultiStepLR at its milestones);
-    ``run`` the seed, threads, device and step limit.
+    ``run`` the seed, threads, device, precision and step limit.
+
+    Under torchrun the same call trains data-parallel (``tutorial_lib.distributed``): the model
+    in DDP, each process a share of every global batch, optimizer parameters outside the model
+    averaged too, rank 0's BatchNorm statistics given to all after each epoch, and a checkpoint
+    (written by rank 0) that resumes at any world size.
     """
     epochs = schedule.epochs if epochs is None else epochs
-    device = run.device
-    generator = repro.seed_everything(run.seed, repro.resolve_threads(run.threads))
+    device = distributed.device(run.device)
+    parallel = distributed.launched()
+    generator = repro.seed_everything(run.seed, repro.resolve_threads(run.threads), run.deterministic)
     model.to(device, memory_format=task.memory_format)
     optimizer = optimizer or sgd(model.parameters(), schedule)
     if scheduler is None:
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(schedule.milestones), schedule.lr_gamma)
-    train_loader, test_loader = data.loaders(bundle, schedule.batch_size, run, generator)
+    train_loader, test_loader = data.loaders(bundle, schedule.batch_size, run, generator, shard=parallel)
     history: list[dict] = []
     start = steps = 0
     last = Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None
@@ -169,29 +175,44 @@ def fit(
         torch.set_rng_state(state["rng"])
         generator.set_state(state["generator"])
         history, start, steps = state["meta"]["history"], state["meta"]["epoch"], state["meta"].get("steps", 0)
+    net, outside = model, []
+    if parallel:
+        net = distributed.wrap(model, device)
+        inside = {id(p) for p in model.parameters()}
+        outside = [p for group in optimizer.param_groups for p in group["params"] if id(p) not in inside]
+    precision = amp.Precision(run.precision, device)
     for epoch in range(start, epochs):
         if run.max_steps is not None and steps >= run.max_steps:
             break  # the run's step limit counts over all its epochs, resumed ones included
+        if parallel:  # the epoch's order and random draws follow from (seed, epoch, rank) alone
+            train_loader.sampler.set_epoch(epoch)
+            torch.manual_seed(run.seed * 100_003 + epoch * 1_009 + distributed.rank())
         model.train()
         t0 = time.perf_counter()
         sums: dict[str, float] = {}
         seen = 0
-        for batch in tqdm(train_loader, desc=f"{desc} {epoch + 1}/{epochs}", leave=False, mininterval=2.0):
+        quiet = {} if distributed.is_main() else {"disable": True}  # one progress bar under torchrun
+        for batch in tqdm(train_loader, desc=f"{desc} {epoch + 1}/{epochs}", leave=False, mininterval=2.0, **quiet):
             x, y = task.split(batch, device)
-            outputs = model(x)
-            terms = {"task": task_weight * task.loss(outputs, y)}
-            if regularizer is not None:
-                terms.update(regularizer(model, x, y, outputs))
-            loss = sum(terms.values())
+            with precision.autocast():
+                outputs = net(x)
+                terms = {"task": task_weight * task.loss(outputs, y)}
+                if regularizer is not None:
+                    terms.update(regularizer(model, x, y, outputs))
+                loss = sum(terms.values())
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            precision.backward(loss)
+            distributed.average_gradients(outside)
+            precision.step(optimizer)
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v.item() * len(x)
             seen += len(x)
             steps += 1
             if run.max_steps is not None and steps >= run.max_steps:
                 break
+        if parallel:
+            sums, seen = distributed.total(sums), int(distributed.total({"n": seen})["n"])
+            distributed.sync_buffers(model)
         scheduler.step()
         last_epoch = epoch + 1 == epochs or (run.max_steps is not None and steps >= run.max_steps)
         scores = task.evaluate(model, test_loader, device) if evaluate_each_epoch or last_epoch \

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tutorial_lib import cache, data, paths, plots, profiles, tables
+from tutorial_lib import cache, data, distributed, paths, plots, profiles, tables
 from tutorial_lib.compress import budget, experiment, export, pipeline, recipe
 from tutorial_lib.run import parse_value
 
@@ -84,16 +84,19 @@ def compress(pipe: recipe.Pipeline, model: nn.Module, bundle: data.DataBundle, c
              progress: Callable[[str], None] = print, from_baseline: bool = False) -> Report:
     """Run ``pipe`` (stages, or a budget-mode target) on ``model``, keeping every stage under
     ``out/stages`` (a second call resumes or reloads), then write the table, the figure and the
-    exported final model into ``out``."""
+    exported final model into ``out``. Under torchrun every process trains and rank 0 writes."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe.json").write_text(json.dumps(pipe.to_dict(), indent=1))
+    main = distributed.is_main()
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "recipe.json").write_text(json.dumps(pipe.to_dict(), indent=1))
     start = pipeline.evaluate(model, bundle, cfg)
     candidates = None
     if pipe.target is not None:
         outcome = budget.run(pipe, model, bundle, cfg, out / "stages", progress, from_baseline)
         candidates, result, ran = outcome.candidates, outcome.chosen, outcome.recipe
-        _write(candidates, out / "candidates")
+        if main:
+            _write(candidates, out / "candidates")
     else:
         result, ran = pipeline.run(pipe, model, bundle, cfg, out / "stages", progress, from_baseline), pipe
     if result is None:
@@ -103,11 +106,12 @@ def compress(pipe: recipe.Pipeline, model: nn.Module, bundle: data.DataBundle, c
     final = {f"final: {k}": v for k, v in pipeline.measure(result, bundle, cfg).items() if k != "top-1 %"}
     log = pd.DataFrame([{**r, **(final if i == len(rows) - 1 else {k: "" for k in final})}
                         for i, r in enumerate(rows)])
-    _write(log, out / "table")
-    plots.stages(log, f"{ran.name} on {bundle.name}").savefig(out / "figure.png", dpi=110)
-    example = torch.stack([bundle.test[i][0] for i in range(2)])
-    export.save(pipeline.deployable(result), out / "model.pt2", example)
-    shutil.copy(export.PREDICT, out / "predict.py")
+    if main:
+        _write(log, out / "table")
+        plots.stages(log, f"{ran.name} on {bundle.name}").savefig(out / "figure.png", dpi=110)
+        example = torch.stack([bundle.test[i][0] for i in range(2)])
+        export.save(pipeline.deployable(result), out / "model.pt2", example)
+        shutil.copy(export.PREDICT, out / "predict.py")
     return Report(out, log, result, ran, candidates)
 
 
@@ -141,14 +145,15 @@ def main(argv: list[str] | None = None) -> int:
         model, _ = cache.baseline(cfg, bundle)
     stem = Path(args.recipe).stem
     out = Path(args.out) if args.out else paths.results_dir(cfg.profile) / "compress" / stem
-    report = compress(pipe, model, bundle, cfg, out, from_baseline=args.model is None)
+    say = print if distributed.is_main() else (lambda *_: None)  # under torchrun, rank 0 speaks
+    report = compress(pipe, model, bundle, cfg, out, progress=say, from_baseline=args.model is None)
     if report.candidates is not None:
-        print(report.candidates.to_string(index=False))
+        say(report.candidates.to_string(index=False))
     if report.result is None:
-        print("no candidate met the target; see candidates.csv")
+        say("no candidate met the target; see candidates.csv")
         return 1
-    print(report.table.to_string(index=False))
-    print(f"results in {out}")
+    say(report.table.to_string(index=False))
+    say(f"results in {out}")
     return 0
 
 

@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from tutorial_lib import cache, data, masks, models, repro, train
+from tutorial_lib import cache, data, distributed, masks, models, repro, train
 from tutorial_lib.compress import export
 from tutorial_lib.compress.recipe import ALLOCATIONS, Distill, Finetune, Pipeline, Prune, Quantize, Stage
 from tutorial_lib.constraints import experiment as constrained
@@ -206,11 +206,13 @@ def stage_key(stages: tuple[Stage, ...], cfg, bundle: data.DataBundle) -> str:
 
 
 def _save(folder: Path, result: Stepped, entry: dict) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(result.model, folder / "model.pt")
-    if result.is_int8:
-        export.save(result.deployed, folder / "model_int8.pt2")
-    (folder / "stage.json").write_text(json.dumps(entry, indent=1))  # written last: the stage is done
+    if distributed.is_main():  # under torchrun, rank 0 writes and the others wait for it
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(result.model, folder / "model.pt")
+        if result.is_int8:
+            export.save(result.deployed, folder / "model_int8.pt2")
+        (folder / "stage.json").write_text(json.dumps(entry, indent=1))  # written last: the stage is done
+    distributed.barrier()
 
 
 def _load(folder: Path) -> tuple[Stepped, dict] | None:

@@ -15,6 +15,8 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from tutorial_lib import distributed
+
 
 class DatasetNotFoundError(FileNotFoundError):
     """A real dataset is missing; the message says where to put it and how to get it."""
@@ -63,15 +65,28 @@ def load(cfg) -> DataBundle:
     return bundle
 
 
-def loaders(bundle: DataBundle, batch_size: int, run, generator: torch.Generator | None = None
-            ) -> tuple[DataLoader, DataLoader]:
+def loaders(bundle: DataBundle, batch_size: int, run, generator: torch.Generator | None = None,
+            shard: bool = False) -> tuple[DataLoader, DataLoader]:
     """Shuffled training loader (seeded by ``generator``, else ``run.seed``) and ordered test
-    loader, with ``run.num_workers`` workers."""
+    loader, with ``run.num_workers`` workers (kept alive between epochs) and pinned memory when
+    the run is on CUDA.
+
+    ``shard`` (``train.fit`` under torchrun): the training loader takes this process's share of
+    every global batch of ``batch_size`` from a ``DistributedSampler``
+    (``tutorial_lib.distributed``). Otherwise every process reads every image, so a BatchNorm
+    re-estimate or an int8 calibration comes out the same on each; the test loader is never
+    sharded, so every process scores the same model on the same images."""
     if generator is None:
         generator = torch.Generator().manual_seed(run.seed)
-    train = DataLoader(bundle.train, batch_size=batch_size, shuffle=True, generator=generator,
-                       num_workers=run.num_workers, drop_last=False)
-    test = DataLoader(bundle.test, batch_size=max(batch_size, 256), shuffle=False, num_workers=run.num_workers)
+    extra = dict(num_workers=run.num_workers, persistent_workers=run.num_workers > 0,
+                 pin_memory=run.device.startswith("cuda"))
+    if shard and distributed.launched():
+        train = DataLoader(bundle.train, batch_size=distributed.local_batch(batch_size),
+                           sampler=distributed.sampler(bundle.train, run.seed), drop_last=False, **extra)
+    else:
+        train = DataLoader(bundle.train, batch_size=batch_size, shuffle=True, generator=generator, drop_last=False,
+                           **extra)
+    test = DataLoader(bundle.test, batch_size=max(batch_size, 256), shuffle=False, **extra)
     return train, test
 
 

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
+from tutorial_lib import distributed
+
 
 # glibc's largest dynamic mmap threshold (DEFAULT_MMAP_THRESHOLD_MAX, 64-bit): freeing an
 # mmapped block up to this size raises the threshold to it (and the heap trim threshold to
@@ -85,8 +87,15 @@ def measure_latency(
     The allocator is warmed (:func:`warm_allocator`), then ``torch.utils.benchmark.Timer``
     warms up, sets the thread count and reports the median and inter-quartile range of the
     measured blocks. The model is timed in NCHW layout (:func:`in_timing_layout`), unless
-    ``as_is`` (a runtime that chose its own layout, ``measure.runtimes``).
+    ``as_is`` (a runtime that chose its own layout, ``measure.runtimes``). Under torchrun,
+    rank 0 alone times (the other processes would load the cores it times) and every process
+    gets its figure, so decisions taken from it agree.
     """
+    return distributed.on_main(lambda: _measure(model, input_shape, threads, min_run_time, device, as_is))
+
+
+def _measure(model: nn.Module, input_shape: tuple[int, ...], threads: int, min_run_time: float, device: str,
+             as_is: bool) -> Latency:
     warm_allocator()
     model = (model if as_is else in_timing_layout(model)).to(device).eval()
     x = torch.randn(input_shape, device=device)
