@@ -43,6 +43,7 @@ def test_nan_fill_benchmark_prints_both_steps_and_restores_repro_setting(capsys)
     out = capsys.readouterr().out
     assert "with torch's NaN fill" in out and "without (repro's setting)" in out and "saved" in out
     assert "channels-last (the lessons' layout)" in out and "logits read back (memo)" in out
+    assert "images/s" in out and "1 process on cpu" in out and "DDP, 2 processes" in out and "ratio to 1 process" in out
     assert det.fill_uninitialized_memory is False
 
 

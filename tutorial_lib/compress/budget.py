@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import nn
 
 from tutorial_lib import data
@@ -36,7 +36,7 @@ from tutorial_lib.measure import platforms
 from tutorial_lib.quant import allocate, int8, packing, qat
 
 SHARES = (0.15, 0.3)  # parameter shares tried when no latency target fixes the pruning
-BIT_GRID = tuple(np.arange(8.0, 1.99, -0.25).round(2))  # average weight bits tried, most first
+BIT_GRID = tuple(float(b) for b in np.arange(2.0, 8.01, 0.25).round(2))  # average weight bits tried, fewest first
 
 
 @dataclass
@@ -52,12 +52,6 @@ def _prunes(target: Target, cfg, shares: tuple[float, ...]) -> list[Prune]:
     if target.latency is not None:
         return [Prune(budget="latency", fraction=target.latency, platform=target.platform or cfg.latency_platform)]
     return [Prune(budget="params", fraction=s) for s in shares]
-
-
-def _init(model: nn.Module, bundle: data.DataBundle, cfg) -> nn.Module:
-    with torch.no_grad():  # quantizers take their steps from the first batch (bytes do not depend on them)
-        model.eval()(next(iter(data.loaders(bundle, cfg.batch_size, cfg.run)[0]))[0])
-    return model
 
 
 def quantize_to_fit(pruned: nn.Module, bundle: data.DataBundle, cfg, limit: float | None,
@@ -77,11 +71,13 @@ def quantize_to_fit(pruned: nn.Module, bundle: data.DataBundle, cfg, limit: floa
                                q.probe_steps, q.quant_lr, q.quant_keep_first_last)
     sensitivity = allocate.sensitivities(problem, allocate.hessian_traces(problem))
 
+    @functools.cache
     def size_at(b: float) -> int:  # HAWQ lowers bits greedily to the budget: more budget, never fewer bytes
         bits = allocate.hawq(dataclasses.replace(problem, budget=b), sensitivity)
-        return packing.model_bytes(_init(qat.quantized_copy(pruned, bits, None, q.quant_keep_first_last), bundle, cfg))
+        quantized = qat.quantized_copy(pruned, bits, None, q.quant_keep_first_last)
+        return packing.model_bytes(pipeline.steps_from_first_batch(quantized, bundle, cfg))
 
-    grid = sorted(float(b) for b in BIT_GRID)
+    grid = BIT_GRID
     if size_at(grid[0]) > limit:
         return None, None
     low, high = 0, len(grid) - 1  # bisection: grid[low] fits; find the largest that does

@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tutorial_lib import data, masks, paths, seeds
+from tutorial_lib import data, distributed, masks, paths, seeds
 from tutorial_lib.compress import export, pipeline, recipe
 from tutorial_lib.measure import platforms
 from tutorial_lib.quant import experiment as lesson06
@@ -101,13 +101,9 @@ def stage_log(result: pipeline.Stepped) -> pd.DataFrame:
 
 def _classes(model: nn.Module, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
     """Predicted classes in batches of exactly ``batch`` (the last padded), as ``predict.py`` runs."""
-    out = []
     with torch.no_grad():
-        for start in range(0, len(images), batch):
-            x = images[start:start + batch]
-            n = len(x)
-            out.append(model(torch.cat([x, x.new_zeros(batch - n, *x.shape[1:])]) if n < batch else x)[:n].argmax(1))
-    return torch.cat(out)
+        return torch.cat([int8.fixed_batch(model, images[start:start + batch], batch).argmax(1)
+                          for start in range(0, len(images), batch)])
 
 
 def export_and_reload(result: pipeline.Stepped, bundle: data.DataBundle, cfg, folder: Path,
@@ -115,7 +111,13 @@ def export_and_reload(result: pipeline.Stepped, bundle: data.DataBundle, cfg, fo
     """Save the deployed model with ``torch.export``, reload it in a fresh Python process that has
     only torch and torchao (:mod:`tutorial_lib.compress.predict`), and compare it with the same
     model compiled the same way here: the predicted class of every test image, top-1, the
-    latency of a batch of 64, and the file's size."""
+    latency of a batch of 64, and the file's size. Under torchrun, rank 0 does it and every
+    process gets its table."""
+    return distributed.on_main(lambda: _export_and_reload(result, bundle, folder, in_process_ms))
+
+
+def _export_and_reload(result: pipeline.Stepped, bundle: data.DataBundle, folder: Path,
+                       in_process_ms: float | None) -> pd.DataFrame:
     deployed = pipeline.deployable(result)
     images = torch.stack([bundle.test[i][0] for i in range(len(bundle.test))])
     labels = torch.tensor([int(bundle.test[i][1]) for i in range(len(bundle.test))])
@@ -140,7 +142,7 @@ def gate_probe(base: nn.Module, bundle: data.DataBundle, cfg) -> pd.DataFrame:
     06's quantizers, their steps set on one batch), then the last again with its gates held
     open. Without a mask term only the task gradient moves the gates: the share it leaves open
     and the top-1 after the epoch say whether pruning can work on that model."""
-    x = next(iter(data.loaders(bundle, cfg.batch_size, cfg.run)[0]))[0]
+    x = data.first_batch(bundle, cfg.batch_size, cfg.run)
     rows = []
     for label, w_bits, a_bits, frozen in (("float32", None, None, False), ("8-bit weights", 8, None, False),
                                           ("8-bit weights and activations", 8, 8, False),

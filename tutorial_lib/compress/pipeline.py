@@ -70,7 +70,6 @@ class Context:
     teacher: nn.Module
     start: nn.Module  # the model the first stage works on (a copy of the teacher)
     from_baseline: bool = False  # the starting model is the profile's cached baseline
-    progress: Callable[[str], None] = print
 
 
 def evaluate(model: nn.Module, bundle: data.DataBundle, cfg) -> float:
@@ -173,6 +172,13 @@ def already_at(model: nn.Module, stage: Quantize, keep_first_last: bool) -> bool
                and layers[n].a_quant.bits == want_a for n in quantizers.quantizable(model, keep_first_last))
 
 
+def steps_from_first_batch(q: nn.Module, bundle: data.DataBundle, cfg) -> nn.Module:
+    """``q`` with its quantizers' steps set, untrained: they start from the first batch they see."""
+    with torch.no_grad():
+        q.eval()(data.first_batch(bundle, cfg.batch_size, cfg.run))
+    return q
+
+
 def quantize(stage: Quantize, model: nn.Module, ctx: Context, folder: Path) -> Stepped:
     """Lesson 06's QAT of a copy of ``model`` (or of its quantizers where it is already quantized at
     these bits), then, with ``int8``, PT2E's conversion of its quantized weights (``qat.baked``)."""
@@ -187,8 +193,7 @@ def quantize(stage: Quantize, model: nn.Module, ctx: Context, folder: Path) -> S
     if steps:
         qat.finetune(q, ctx.bundle, cfg.run, steps, stage.lr or cfg.quant_lr, batch_size=cfg.batch_size)
     else:
-        with torch.no_grad():  # the quantizers' steps start from the first batch they see
-            q.eval()(next(iter(data.loaders(ctx.bundle, cfg.batch_size, cfg.run)[0]))[0])
+        steps_from_first_batch(q, ctx.bundle, cfg)
     if not stage.int8:
         return Stepped(q, q)
     return Stepped(q, int8.ptq(qat.baked(q), ctx.bundle, cfg.run, cfg.calibration_batches, cfg.batch_size))
@@ -240,7 +245,7 @@ def run(recipe: Pipeline, model: nn.Module, bundle: data.DataBundle, cfg, store:
     for p in teacher.parameters():
         p.requires_grad_(False)
     start = copy.deepcopy(model)
-    ctx = Context(bundle, cfg, teacher, start, from_baseline, progress)
+    ctx = Context(bundle, cfg, teacher, start, from_baseline)
     current = Stepped(start, start)
     for i, stage in enumerate(recipe.stages):
         folder = store / f"{stage.stage_name()}-{stage_key(recipe.stages[: i + 1], cfg, bundle)}"
@@ -260,13 +265,6 @@ def run(recipe: Pipeline, model: nn.Module, bundle: data.DataBundle, cfg, store:
         result.log = current.log + [entry]
         current = result
     return current
-
-
-def model_bits(model: nn.Module) -> list[tuple[str, int, int]]:
-    """(layer, weight bits, activation bits) of every convolution and linear layer (32: float)."""
-    return [(n, m.w_quant.bits if hasattr(m, "w_quant") else quantizers.FULL,
-             m.a_quant.bits if hasattr(m, "a_quant") else quantizers.FULL)
-            for n, m in quantizers.layers(model).items()]
 
 
 def layer_flops(model: nn.Module, shape: tuple[int, ...]) -> dict[str, int]:
@@ -291,7 +289,8 @@ def bit_operations(model: nn.Module, shape: tuple[int, ...]) -> int:
     """Bit-operations per image (BOPs, Baskin et al.): each layer's FLOPs x its weight bits x its
     activation bits; a float32 layer counts 32 x 32."""
     flops = layer_flops(model, shape)
-    return int(sum(flops[n] * wb * ab for n, wb, ab in model_bits(model)))
+    weights, activations = quantizers.bits_of(model), quantizers.bits_of(model, "a_quant")
+    return int(sum(flops[n] * weights[n] * activations[n] for n in weights))
 
 
 def on_disk(result: Stepped) -> int:
@@ -319,7 +318,7 @@ def measure(result: Stepped, bundle: data.DataBundle, cfg) -> dict:
     from tutorial_lib.cost import count
 
     shape = (1, bundle.in_channels, bundle.image_size, bundle.image_size)
-    bits = [wb for _, wb, _ in model_bits(result.model) if wb != quantizers.FULL]
+    bits = [b for b in quantizers.bits_of(result.model).values() if b != quantizers.FULL]
     return {"top-1 %": round(evaluate(result.deployed, bundle, cfg), 2), "params": count(deployable_float(result), "params"),
             "bytes": on_disk(result), "MFLOPs": round(count(result.model, "flops", shape) / 1e6, 3),
             "GBOPs": round(bit_operations(result.model, shape) / 1e9, 3),

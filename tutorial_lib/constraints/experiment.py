@@ -24,7 +24,7 @@ from typing import Callable
 import pandas as pd
 from torch import nn
 
-from tutorial_lib import cache, data, metrics, models, paths, repro, tables, train
+from tutorial_lib import cache, data, distributed, metrics, models, paths, repro, tables, train
 from tutorial_lib import seeds as seeds_mod
 from tutorial_lib.constraints import adaptive, latency_table, signatures
 from tutorial_lib.pruning import baselines
@@ -68,7 +68,8 @@ def make_table(cfg, model: nn.Module, bundle: data.DataBundle) -> latency_table.
 
 def save_table(table: latency_table.LatencyTable, profile: str) -> str:
     path = paths.results_dir(profile) / "tables" / f"{LESSON}_latency_table.csv"
-    table.save(path)
+    if distributed.is_main():  # under torchrun, rank 0 alone writes
+        table.save(path)
     return str(path)
 
 

@@ -59,7 +59,7 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
-from tutorial_lib import models, repro
+from tutorial_lib import distributed, models, repro
 from tutorial_lib.measure import platforms, timer
 from tutorial_lib.models import vgg as vgg_module
 from tutorial_lib.models.topology import Describable, Topology, describe
@@ -130,8 +130,12 @@ def time_stmt(stmt: str, globals: dict, threads: int, min_run_time: float, block
     slices, so the minimum is the stable estimate of the undisturbed latency. On a quiet
     machine it is within a few percent of :func:`platforms.measure`'s median.
     (``Timer.blocked_autorange`` costs at least ~0.1 s per call whatever ``min_run_time``,
-    too slow for hundreds of table entries.)
+    too slow for hundreds of table entries.) Under torchrun, rank 0 times and shares the figure.
     """
+    return distributed.on_main(lambda: _best_block(stmt, globals, threads, min_run_time, blocks))
+
+
+def _best_block(stmt: str, globals: dict, threads: int, min_run_time: float, blocks: int) -> float:
     timer = benchmark.Timer(stmt=stmt, globals=globals, num_threads=threads)
     one = timer.timeit(3).median  # warm-up, and the time of one call
     blocks = max(1, blocks)

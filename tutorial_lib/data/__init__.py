@@ -90,6 +90,11 @@ def loaders(bundle: DataBundle, batch_size: int, run, generator: torch.Generator
     return train, test
 
 
+def first_batch(bundle: DataBundle, batch_size: int, run) -> torch.Tensor:
+    """The images of the first batch of the seeded training order (a quantizer's first look)."""
+    return next(iter(loaders(bundle, batch_size, run)[0]))[0]
+
+
 # Builders register themselves on import.
 from tutorial_lib.data import digits as _digits  # noqa: E402,F401
 from tutorial_lib.data import vision as _vision  # noqa: E402,F401

@@ -135,18 +135,23 @@ def int8_bytes(model: nn.Module) -> int:
 
 
 @torch.no_grad()
+def fixed_batch(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``model``'s output for ``x`` (at most ``batch_size`` images) run as a batch of exactly
+    ``batch_size`` (padded with zeros, the padding's outputs dropped), so that a model compiled
+    for that batch never recompiles."""
+    n = len(x)
+    if n < batch_size:
+        x = torch.cat([x, x.new_zeros(batch_size - n, *x.shape[1:])])
+    return model(x.contiguous())[:n]
+
+
 def evaluate_fixed(model: nn.Module, dataset, batch_size: int = 64) -> float:
-    """Top-1 (%) with every batch exactly ``batch_size`` images (the last one padded with zeros,
-    its padding ignored), so that a model compiled for that batch never recompiles."""
+    """Top-1 (%) with every batch exactly ``batch_size`` images (:func:`fixed_batch`)."""
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     correct = total = 0
     for x, y in loader:
-        n = len(y)
-        if n < batch_size:
-            x = torch.cat([x, x.new_zeros(batch_size - n, *x.shape[1:])])
-        out = model(x.contiguous())[:n]
-        correct += (out.argmax(1) == y).sum().item()
-        total += n
+        correct += (fixed_batch(model, x, batch_size).argmax(1) == y).sum().item()
+        total += len(y)
     return 100.0 * correct / max(total, 1)
 
 

@@ -251,9 +251,10 @@ def allocation(bits: int | Sequence[int], n: int) -> list[int]:
     return bits
 
 
-def bits_of(model: nn.Module) -> dict[str, int]:
-    """Every layer's weight bit-width (32: full precision)."""
-    return {n: getattr(m, "w_quant").bits if hasattr(m, "w_quant") else FULL for n, m in layers(model).items()}
+def bits_of(model: nn.Module, which: str = "w_quant") -> dict[str, int]:
+    """Every layer's weight bit-width, or with ``which="a_quant"`` its input activations'
+    (32: full precision)."""
+    return {n: getattr(m, which).bits if hasattr(m, which) else FULL for n, m in layers(model).items()}
 
 
 def average_bits(model: nn.Module, bits: Sequence[int] | None = None, keep_first_last: bool = True) -> float:
