@@ -87,7 +87,7 @@ def get_or_train(
     folder = entry_dir(name, cfg, recipes, code, **extra)
     final = folder / "final.pt"
     model = build()
-    if final.exists():
+    if distributed.exists(final):
         state = checkpoint.load(final, model)
         return model, pd.DataFrame(state["meta"]["history"])
     if distributed.is_main():
@@ -122,7 +122,7 @@ def get_or_make(name: str, cfg, recipes: Iterable[str], code: Sequence[str], mak
     from tutorial_lib import models
 
     final = entry_dir(name, cfg, recipes, code) / "final.pt"
-    if final.exists():
+    if distributed.exists(final):
         model = models.from_spec(checkpoint.read_meta(final)["spec"])
         checkpoint.load(final, model)
         return model

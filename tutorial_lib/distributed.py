@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime
 import os
 import warnings
+from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
 import torch
@@ -114,7 +115,9 @@ def wrap(model: nn.Module, device_name: str) -> nn.Module:
     # a 1x1 parameter (a mask's gates) in a channels-last model: its gradient's strides differ
     # from DDP's flat bucket, which costs a copy, not correctness; the warning says no more
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    # some parameters take no part in a step: a full-precision layer's quantizer steps (lesson
+    # 06's 32-bit points), so DDP looks for them after each forward pass
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
 
 
 def average_gradients(params: Iterable[nn.Parameter]) -> None:
@@ -144,6 +147,13 @@ def total(values: dict[str, float]) -> dict[str, float]:
     summed = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
     dist.all_reduce(summed)
     return dict(zip(keys, summed.tolist()))
+
+
+def exists(path: str | os.PathLike) -> bool:
+    """Whether ``path`` exists, as rank 0 sees it, for every process: a file rank 0 writes a
+    moment later must not send a slower process down another path (each would then wait at a
+    collective call the other never makes)."""
+    return on_main(lambda: Path(path).exists())
 
 
 def on_main(fn: Callable[[], T]) -> T:

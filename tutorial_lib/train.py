@@ -168,7 +168,7 @@ def fit(
     history: list[dict] = []
     start = steps = 0
     last = Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None
-    if last is not None and last.exists():
+    if last is not None and distributed.exists(last):
         state = checkpoint.load(last, model, map_location=device)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

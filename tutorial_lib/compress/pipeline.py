@@ -221,7 +221,7 @@ def _save(folder: Path, result: Stepped, entry: dict) -> None:
 
 
 def _load(folder: Path) -> tuple[Stepped, dict] | None:
-    if not (folder / "stage.json").exists():
+    if not distributed.exists(folder / "stage.json"):
         return None
     model = torch.load(folder / "model.pt", weights_only=False)
     int8_file = folder / "model_int8.pt2"
