@@ -93,7 +93,11 @@ def test_a_cell_that_moved_under_other_kernels_is_held_to_that_spread_and_none_g
     tol = reproduce.derive(seeds, [avx2, same]).set_index(["table", "row", "column"])
     joint = tol.loc[("02_vgg19", "joint", "top-1 %")]  # 88, 86, 87 over seeds; 70 and 88 under kernels
     assert joint["status"] == "measured" and joint["kernels"] == 2
-    assert joint["sd"] == pytest.approx(pd.Series([88.0, 86.0, 87.0, 70.0, 88.0]).std(), abs=1e-4)
+    # the larger of the spread over every run and of each kernel run beside the seeds alone: the
+    # run that agrees (88) does not dilute the one that moved (70)
+    assert joint["sd"] == pytest.approx(max(pd.Series([88.0, 86.0, 87.0, 70.0, 88.0]).std(),
+                                            pd.Series([88.0, 86.0, 87.0, 70.0]).std()), abs=1e-4)
+    assert joint["sd"] > pd.Series([88.0, 86.0, 87.0, 70.0, 88.0]).std()
     count = tol.loc[("01_summary", "parameters, full model", "ours")]
     assert count["status"] == "measured" and 0 < count["tolerance"]
     assert tol.loc[("02_vgg19", "baseline", "signature"), "status"] == "exact"  # did not move: stays exact

@@ -3,8 +3,8 @@
 
 Launch any entry point with ``torchrun --standalone --nproc-per-node N -m ...`` (or
 ``make tables NPROC=N``). The first collective call joins the process group torchrun prepared
-(gloo on the CPU, NCCL on CUDA; :func:`joined`), ``train.fit`` wraps the model in DDP and gives each process its share of
-every global batch through a :class:`DistributedSampler`, and only rank 0 writes
+(gloo on the CPU, NCCL on CUDA; :func:`joined`); ``train.fit`` wraps the model in DDP and gives
+each process its share of every global batch through a :class:`DistributedSampler`; only rank 0 writes
 (checkpoints, tables, figures, the report). A process not started by torchrun is world size 1
 and every function here does nothing, so notebooks and tests run as they always did.
 

@@ -227,7 +227,11 @@ def _kernel_spread(record: dict, texts: list[str], other_kernels: list[str]) -> 
         return record
     numbers = [_number(t) for t in texts + other_kernels]
     if record["status"] in ("measured", "exact") and all(n is not None for n in numbers):
-        return {**record, "status": "measured", "sd": max(record["sd"], float(np.std(numbers, ddof=1)))}
+        # each machine's run against the seeds on its own too: a run that lands near the others
+        # must not dilute the spread another machine showed
+        spreads = [np.std(numbers, ddof=1)] + [np.std(numbers[:len(texts)] + [k], ddof=1)
+                                              for k in numbers[len(texts):]]
+        return {**record, "status": "measured", "sd": max(record["sd"], float(max(spreads)))}
     return {**record, "status": "varies"} if record["status"] == "exact" else record
 
 
@@ -267,9 +271,14 @@ def derive(runs: Sequence[str | Path], kernels: Sequence[str | Path] = (), min_s
                 values.setdefault((row, column), []).append(text)
         kernel_values: dict[tuple[str, str], list[str]] = {}
         for df in (run_tables[name] for run_tables in per_kernel if name in run_tables):
-            if list(df.columns) == list(having[0].columns):
-                for row, column, text in cells(name, df):
-                    kernel_values.setdefault((row, column), []).append(text)
+            if list(df.columns) != list(having[0].columns):
+                continue
+            # paired by place where the shape is the same, as :func:`compare` pairs a run's cells
+            # (a row named by a learned count, "joint-pruned (181,579 params)", is the same row)
+            paired = zip(cells(name, having[0]), cells(name, df)) if len(df) == len(having[0]) else \
+                ((cell, cell) for cell in cells(name, df))
+            for (row, column, _), (_, _, text) in paired:
+                kernel_values.setdefault((row, column), []).append(text)
         group_sd = {(row, column): sd for rows_of, column, _, sd in seed_groups(name, having[0]) for row in rows_of}
         for row, column, sd in reported_spread(name, having[0]):
             group_sd[(row, column)] = max(sd, group_sd.get((row, column), 0.0))
