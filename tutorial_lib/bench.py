@@ -271,17 +271,25 @@ def throughput(profile: str = "paper", steps: int = 5, nproc: int = 1) -> dict:
     return json.loads(found[-1].removeprefix("THROUGHPUT "))
 
 
-def _throughput_worker(profile: str, steps: int) -> None:
+def _generated(images: int, test: int, size: int, classes: int):
+    """Random images and labels of a dataset's shape, made on the spot (seeded): for timing only,
+    no accuracy is read from them. The test split is the first ``test`` training images."""
     from torch.utils.data import TensorDataset
 
-    from tutorial_lib import data, distributed, train
+    from tutorial_lib import data
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(images, 3, size, size, generator=g), torch.randint(0, classes, (images,), generator=g)
+    return data.DataBundle(f"generated ({classes} classes, {size}x{size})", TensorDataset(x, y),
+                           TensorDataset(x[:test], y[:test]), classes, size, "generated")
+
+
+def _throughput_worker(profile: str, steps: int) -> None:
+    from tutorial_lib import distributed, train
 
     cfg = profiles.resolve(profile)
     size, classes = image_size(cfg), 100 if profile == "paper" else 10
-    images = (2 + steps) * cfg.batch_size
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(images, 3, size, size, generator=g), torch.randint(0, classes, (images,), generator=g)
-    bundle = data.DataBundle("generated", TensorDataset(x, y), TensorDataset(x[:8], y[:8]), classes, size, "generated")
+    bundle = _generated((2 + steps) * cfg.batch_size, 8, size, classes)
     seconds = []
     for n in (2, 2 + steps):
         model = models.build(cfg, classes)
@@ -320,9 +328,7 @@ def gpu_check(steps_per_epoch: int = 100, prune_epochs: int = 2, device: str = "
     (nothing is downloaded; no accuracy is claimed for them). The last epoch gives images/s;
     from it, the time of a CIFAR-100 epoch (50,000 images) and of the 164-epoch baseline plus
     the 100 pruning epochs. (``device="cpu"`` and smaller ``knobs`` let a test run the same path.)"""
-    from torch.utils.data import TensorDataset
-
-    from tutorial_lib import data, train
+    from tutorial_lib import train
     from tutorial_lib.pruning import joint
 
     cuda = device.startswith("cuda")
@@ -331,11 +337,7 @@ def gpu_check(steps_per_epoch: int = 100, prune_epochs: int = 2, device: str = "
     paper = profiles.resolve("paper", device=device, **knobs)
     cfg = paper.replace(prune_epochs=prune_epochs, epochs=1, milestones=(), num_workers=min(paper.num_workers, 4))
     n = steps_per_epoch * cfg.batch_size
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 100, (n,), generator=g)
-    test = min(n, 10 * cfg.batch_size)
-    bundle = data.DataBundle("generated CIFAR-100 shape", TensorDataset(x, y), TensorDataset(x[:test], y[:test]),
-                             100, 32, "generated")
+    bundle = _generated(n, min(n, 10 * cfg.batch_size), 32, 100)
     start = time.perf_counter()
     teacher = models.build(cfg, 100)
     train.fit(teacher, bundle, cfg.baseline.schedule, cfg.run, evaluate_each_epoch=False, desc="baseline")
