@@ -32,18 +32,16 @@ from tutorial_lib.measure import timer
 MASK_STEP_TARGET = 1.10
 
 
-def _step_times(model, x, y, repeats: int, steps: int) -> list[float]:
+def _step_times(model, x, y, steps: int) -> list[float]:
+    """One reading (in a list, as ``timer.in_turn`` takes them): the mean time of ``steps`` SGD steps."""
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     model.train()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
-            opt.step()
-        times.append((time.perf_counter() - start) / steps)
-    return times
+    start = time.perf_counter()
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return [(time.perf_counter() - start) / steps]
 
 
 def _interleaved_medians(runs: dict, repeats: int, steps: int) -> dict[str, float]:
@@ -76,8 +74,8 @@ def masks_overhead(profile: str = "tutorial", repeats: int = 7, steps: int = 5) 
     """Median training-step time of the profile's VGG with and without masks (interleaved)."""
     cfg, threads, plain, x, y = _step_setting(profile)
     masked = masks.insert_masks(copy.deepcopy(plain))
-    t = _interleaved_medians({"plain": lambda n: _step_times(plain, x, y, 1, n),
-                              "masked": lambda n: _step_times(masked, x, y, 1, n)}, repeats, steps)
+    t = _interleaved_medians({"plain": lambda n: _step_times(plain, x, y, n),
+                              "masked": lambda n: _step_times(masked, x, y, n)}, repeats, steps)
     return {"profile": profile, "arch": cfg.arch, "width": cfg.width, "batch": cfg.batch_size, "threads": threads,
             "plain_ms": 1e3 * t["plain"], "masked_ms": 1e3 * t["masked"], "ratio": t["masked"] / t["plain"],
             "target": MASK_STEP_TARGET}
@@ -90,14 +88,13 @@ def nan_fill_saving(profile: str = "tutorial", repeats: int = 7, steps: int = 5)
 
     cfg, threads, model, x, y = _step_setting(profile)
 
-    def steps_with(fill: bool):
-        def run_steps(n: int) -> list[float]:
-            det.fill_uninitialized_memory = fill
-            return _step_times(model, x, y, 1, n)
-        return run_steps
+    def steps_with(fill: bool, n: int) -> list[float]:
+        det.fill_uninitialized_memory = fill
+        return _step_times(model, x, y, n)
 
     try:
-        t = _interleaved_medians({"fill": steps_with(True), "no_fill": steps_with(False)}, repeats, steps)
+        t = _interleaved_medians({"fill": lambda n: steps_with(True, n), "no_fill": lambda n: steps_with(False, n)},
+                                 repeats, steps)
     finally:
         det.fill_uninitialized_memory = False
     return {"arch": cfg.arch, "width": cfg.width, "batch": cfg.batch_size, "threads": threads,
@@ -134,8 +131,8 @@ def layout_and_memo(profile: str = "tutorial", repeats: int = 7, steps: int = 5)
             return [(time.perf_counter() - start) / n]
         return run_steps
 
-    t = _interleaved_medians({"nchw": lambda n: _step_times(model, x, y, 1, n),
-                              "channels_last": lambda n: _step_times(model_cl, x_cl, y, 1, n),
+    t = _interleaved_medians({"nchw": lambda n: _step_times(model, x, y, n),
+                              "channels_last": lambda n: _step_times(model_cl, x_cl, y, n),
                               "kd_teacher": kd_steps(teacher), "kd_memo": kd_steps(memo)}, repeats, steps)
     return {"arch": cfg.arch, "width": cfg.width, "batch": cfg.batch_size, "threads": threads,
             **{f"{k}_ms": 1e3 * v for k, v in t.items()}}
@@ -345,14 +342,12 @@ def gpu_check(steps_per_epoch: int = 100, prune_epochs: int = 2, device: str = "
         torch.cuda.reset_peak_memory_stats()
     masked = masks.insert_masks(copy.deepcopy(teacher), seed=cfg.seed)
     history = joint.prune(masked, teacher, bundle, cfg)
-    seconds = float(history["epoch_seconds"].iloc[-1])
-    rate = n / seconds
+    rate = n / float(history["epoch_seconds"].iloc[-1])
     epoch = 50_000 / rate
-    return {"gpu": torch.cuda.get_device_name() if cuda else timer.cpu_name(), "images_per_s": rate, "batch": cfg.batch_size,
-            "precision": train.amp.Precision(cfg.run.precision, cfg.device).name,
+    return {"gpu": torch.cuda.get_device_name() if cuda else timer.cpu_name(), "images_per_s": rate,
+            "batch": cfg.batch_size, "precision": train.amp.Precision(cfg.run.precision, cfg.device).name,
             "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan"),
-            "cifar_epoch_s": epoch,
-            "recipe_h": (paper.epochs + paper.prune_epochs) * epoch / 3600,
+            "cifar_epoch_s": epoch, "recipe_h": (paper.epochs + paper.prune_epochs) * epoch / 3600,
             "steps": steps_per_epoch * (1 + prune_epochs), "wall_s": time.perf_counter() - start}
 
 

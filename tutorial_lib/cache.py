@@ -69,15 +69,8 @@ def entry_dir(name: str, cfg, recipes: Iterable[str], code: Sequence[str], **ext
     return paths.results_dir(cfg.profile) / "cache" / f"{name}-{key(cfg, recipes, code, **extra)}"
 
 
-def get_or_train(
-    name: str,
-    cfg,
-    build: Callable[[], nn.Module],
-    train: Callable[[nn.Module, Path], pd.DataFrame],
-    recipes: Iterable[str],
-    code: Sequence[str],
-    **extra,
-) -> tuple[nn.Module, pd.DataFrame]:
+def get_or_train(name: str, cfg, build: Callable[[], nn.Module], train: Callable[[nn.Module, Path], pd.DataFrame],
+                 recipes: Iterable[str], code: Sequence[str], **extra) -> tuple[nn.Module, pd.DataFrame]:
     """Return ``(model, history)``: loaded from the cache, or built, trained and stored.
 
     ``train(model, folder)`` trains in place, checkpointing into ``folder`` (so it resumes),
@@ -101,12 +94,10 @@ def baseline(cfg, bundle) -> tuple[nn.Module, pd.DataFrame]:
     """The profile's trained baseline, shared by every lesson: trained by the first that asks."""
     from tutorial_lib import models, train
 
-    return get_or_train(
-        "baseline", cfg, build=lambda: models.build(cfg, bundle.num_classes),
-        train=lambda model, folder: train.fit(model, bundle, cfg.baseline.schedule, cfg.run, checkpoint_dir=folder,
-                                                  desc="baseline"),
-        recipes=BASELINE, code=BASELINE_CODE,
-    )
+    return get_or_train("baseline", cfg, build=lambda: models.build(cfg, bundle.num_classes),
+                        train=lambda model, folder: train.fit(model, bundle, cfg.baseline.schedule, cfg.run,
+                                                              checkpoint_dir=folder, desc="baseline"),
+                        recipes=BASELINE, code=BASELINE_CODE)
 
 
 def store(name: str, cfg, recipes: Iterable[str], code: Sequence[str], model: nn.Module, **meta) -> Path:

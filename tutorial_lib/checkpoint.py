@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -27,12 +26,6 @@ def model_spec(model: nn.Module) -> dict | None:
     return spec() if callable(spec) else None
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)  # a crash mid-write never leaves a half checkpoint behind
-
-
 def save(path: str | os.PathLike, model: nn.Module, state: dict | None = None, meta: dict | None = None) -> Path:
     """Write ``<path>`` (tensors: model and optional training state) and ``<path>.json`` (meta).
 
@@ -41,7 +34,9 @@ def save(path: str | os.PathLike, model: nn.Module, state: dict | None = None, m
     path = Path(path)
     if distributed.is_main():
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_save({"model": model.state_dict(), **(state or {})}, path)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save({"model": model.state_dict(), **(state or {})}, tmp)
+        os.replace(tmp, path)  # a crash mid-write never leaves a half checkpoint behind
         info = {"spec": model_spec(model), **(meta or {})}
         path.with_suffix(".json").write_text(json.dumps(info, indent=1, default=str))
     distributed.barrier()

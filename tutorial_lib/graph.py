@@ -110,8 +110,7 @@ def _width(gm: fx.GraphModule, node: fx.Node) -> int | None:
         if _is_channel_cat(current):
             widths = [_width(gm, n) for n in current.args[0]]
             return None if None in widths else sum(widths)
-        nodes = [a for a in current.args if isinstance(a, fx.Node)]
-        current = nodes[0] if nodes else None
+        current = next((a for a in current.args if isinstance(a, fx.Node)), None)
     return None
 
 
@@ -150,12 +149,11 @@ def zeros_reach_consumers(gm: fx.GraphModule, node: fx.Node) -> str | None:
             continue  # the model's output keeps the zeros; a shape read does not read values
         if isinstance(mod, (nn.Conv2d, nn.Linear)) and user.args[0] is node:
             continue
-        if _is_channel_cat(user) or is_channel_preserving(gm, user, zeros=True):
-            blocked = zeros_reach_consumers(gm, user)
-            if blocked is None:
-                continue
+        if not (_is_channel_cat(user) or is_channel_preserving(gm, user, zeros=True)):
+            return user.name
+        blocked = zeros_reach_consumers(gm, user)
+        if blocked is not None:
             return blocked
-        return user.name
     return None
 
 

@@ -76,9 +76,7 @@ def check_injected() -> list[str]:
     except ImportError:  # pragma: no cover - IPython ships with jupyterlab
         return []
     shell = get_ipython()
-    if shell is None:
-        return []
-    return check_history(shell.user_ns.get("In", []))
+    return [] if shell is None else check_history(shell.user_ns.get("In", []))
 
 
 def declared(notebook: str | Path) -> list[str]:

@@ -12,6 +12,14 @@ from tutorial_lib.constraints import adaptive
 from tutorial_lib.constraints.experiment import KIND_LABELS, budget_text
 
 
+def _laid_out(fig, *title: str):
+    """Give the figure its title (when one is passed), lay it out tightly and return it."""
+    if title:
+        fig.suptitle(*title)
+    fig.tight_layout()
+    return fig
+
+
 def straight_through(low: float = -6.0, high: float = 6.0, points: int = 241):
     """Forward (b = step(sigmoid(m))) versus backward (dL/dm for dL/db = 1) of the mask."""
     m = torch.linspace(low, high, points, requires_grad=True)
@@ -26,8 +34,7 @@ def straight_through(low: float = -6.0, high: float = 6.0, points: int = 241):
     ax[1].set(xlabel="mask logit m", ylabel="dL/dm when dL/db = 1", title="backward")
     for a in ax:
         a.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    return fig
+    return _laid_out(fig)
 
 
 def kept_channels(table: pd.DataFrame, title: str = "channels kept per layer"):
@@ -39,8 +46,7 @@ def kept_channels(table: pd.DataFrame, title: str = "channels kept per layer"):
     ax.set_xticks(list(x), [f"conv{i + 1}" for i in x], rotation=60, fontsize=8)
     ax.set(ylabel="channels", title=title)
     ax.legend()
-    fig.tight_layout()
-    return fig
+    return _laid_out(fig)
 
 
 def training_curves(history: pd.DataFrame, columns: list[str], title: str = ""):
@@ -49,9 +55,7 @@ def training_curves(history: pd.DataFrame, columns: list[str], title: str = ""):
     for ax, col in zip(axes[0], columns):
         sns.lineplot(data=history, x="epoch", y=col, marker="o", ax=ax)
         ax.set(title=col)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _laid_out(fig, title)
 
 
 def channels_side_by_side(table: pd.DataFrame, title: str = "channels per layer: baseline versus pruned"):
@@ -61,8 +65,7 @@ def channels_side_by_side(table: pd.DataFrame, title: str = "channels per layer:
     sns.barplot(data=long, x="layer", y="channels", hue="model", ax=ax)
     ax.tick_params(axis="x", rotation=60, labelsize=8)
     ax.set(title=title, xlabel="")
-    fig.tight_layout()
-    return fig
+    return _laid_out(fig)
 
 
 def frontier(table: pd.DataFrame, baseline_accuracy: float, noise: float, title: str = "",
@@ -86,9 +89,7 @@ def frontier(table: pd.DataFrame, baseline_accuracy: float, noise: float, title:
         ax.set(xscale="log", xlabel=column + (" (measured, batch 1)" if "latency" in column else ""),
                ylabel="top-1 % (mean +- sd over seeds)")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _laid_out(fig, title)
 
 
 def gates_per_layer(traces: dict[str, list[dict[str, int]]], totals: dict[str, int], title: str = ""):
@@ -100,9 +101,7 @@ def gates_per_layer(traces: dict[str, list[dict[str, int]]], totals: dict[str, i
         sns.heatmap(100 * share, ax=ax, vmin=0, vmax=100, cmap="viridis", cbar=ax is axes[0][-1],
                     cbar_kws={"label": "channels kept (%)"})
         ax.set(title=label, xlabel="epoch", ylabel="masked layer" if ax is axes[0][0] else "")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _laid_out(fig, title)
 
 
 def attention_maps(images: torch.Tensor, teacher_maps: torch.Tensor, student_maps: torch.Tensor,
@@ -117,9 +116,7 @@ def attention_maps(images: torch.Tensor, teacher_maps: torch.Tensor, student_map
             axes[row][i].set_xticks([]), axes[row][i].set_yticks([])
             if i == 0:
                 axes[row][i].set_ylabel(label)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _laid_out(fig, title)
 
 
 def fsp_matrices(teacher: torch.Tensor, student: torch.Tensor, title: str = "FSP matrices"):
@@ -146,8 +143,7 @@ def depth_widths(table: pd.DataFrame, title: str = "monodepth: filters kept per 
     sns.barplot(data=long, x="layer", y="kept %", hue="model", ax=ax)
     ax.tick_params(axis="x", rotation=60, labelsize=8)
     ax.set(title=title, xlabel="", ylim=(0, 100))
-    fig.tight_layout()
-    return fig
+    return _laid_out(fig)
 
 
 def disparities(examples: dict, title: str = "input, ground truth, baseline and pruned disparity (pixels)"):
@@ -200,9 +196,7 @@ def latency_bounds(lat: pd.DataFrame, per_layer: pd.DataFrame, platform: str, ti
                      fontsize=6)
     ax[1].set(ylabel="ms per forward pass", title=f"per layer, batch {b}, {platform}")
     ax[1].legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _laid_out(fig, title)
 
 
 def signatures_against_costs(df: pd.DataFrame, corr: pd.DataFrame, platform_names, title: str = ""):
@@ -220,9 +214,7 @@ def signatures_against_costs(df: pd.DataFrame, corr: pd.DataFrame, platform_name
                       label=f"{p} (Spearman {rho.get((c, 'flops'), float('nan')):.2f})")
     ax[3].set(xlabel="FLOPs per image", ylabel="median latency (ms)", yscale="log", title="latency against FLOPs")
     ax[3].legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _laid_out(fig, title)
 
 
 def constrained_runs(runs: dict, title: str = ""):
@@ -250,9 +242,7 @@ def constrained_runs(runs: dict, title: str = ""):
             if act in ("pack", "remask", "cut_lr"):
                 bottom.annotate(act, (row["epoch"], row["accuracy"]), fontsize=7, rotation=45)
     axes[0][0].legend(fontsize=7, loc="upper right")
-    fig.suptitle(title + " (orange: sparsity epochs with masks; white: fine-tuning)")
-    fig.tight_layout()
-    return fig
+    return _laid_out(fig, title + " (orange: sparsity epochs with masks; white: fine-tuning)")
 
 
 def quantizer_steps(bits: int = 2, low: float = -2.0, high: float = 2.0, points: int = 401):
@@ -276,8 +266,7 @@ def quantizer_steps(bits: int = 2, low: float = -2.0, high: float = 2.0, points:
     ax[1].set(xlabel="real weight w", ylabel="dL/dw when dL/dq = 1", title="backward (straight-through)")
     for a in ax:
         a.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    return fig
+    return _laid_out(fig)
 
 
 def accuracy_vs_bits(table: pd.DataFrame, baseline_accuracy: float, title: str = ""):
@@ -294,8 +283,7 @@ def accuracy_vs_bits(table: pd.DataFrame, baseline_accuracy: float, title: str =
     ax.set(xscale="log", xlabel="model size, bit-packed (kB, log scale)", ylabel="top-1 % (mean +- sd over seeds)",
            title=title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _laid_out(fig)
 
 
 def allocation_heatmap(bits: pd.DataFrame, title: str = ""):
@@ -305,8 +293,7 @@ def allocation_heatmap(bits: pd.DataFrame, title: str = ""):
                 ax=ax)
     ax.set_xticklabels([f"conv{i + 2}" for i in range(bits.shape[1])], rotation=60, fontsize=8)
     ax.set(title=title, xlabel="quantizable layer (first conv and classifier stay at full precision)")
-    fig.tight_layout()
-    return fig
+    return _laid_out(fig)
 
 
 def search_curves(episodes: pd.DataFrame, dnas: pd.DataFrame, budget: float, title: str = ""):
@@ -321,9 +308,7 @@ def search_curves(episodes: pd.DataFrame, dnas: pd.DataFrame, budget: float, tit
     ax[1].set(xlabel="step", ylabel="bits", title="differentiable search (Wu et al.)")
     for a in ax:
         a.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _laid_out(fig, title)
 
 
 def pareto(table: pd.DataFrame, baseline_accuracy: float, title: str = ""):
@@ -344,9 +329,7 @@ def pareto(table: pd.DataFrame, baseline_accuracy: float, title: str = ""):
         ax.axhline(baseline_accuracy, color="grey", ls=":", lw=1)
         ax.set(xlabel=label, ylabel="top-1 % (mean +- sd over seeds)", xscale="log" if x == "bytes" else "linear")
     axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _laid_out(fig, title)
 
 
 def stages(log: pd.DataFrame, title: str = ""):
@@ -355,5 +338,4 @@ def stages(log: pd.DataFrame, title: str = ""):
     ax.plot(range(len(log)), log["top-1 %"], marker="o")
     ax.set_xticks(range(len(log)), log["stage"], rotation=20, ha="right", fontsize=8)
     ax.set(ylabel="top-1 % after the stage", title=title)
-    fig.tight_layout()
-    return fig
+    return _laid_out(fig)

@@ -23,7 +23,7 @@ import pandas as pd
 
 from tutorial_lib import recipes
 from tutorial_lib.recipes import (Baseline, Constraints, Depth, DepthPruning, Gates, Joint, MaskRun, Objective,
-                                  Quant, Recipe, Run, Signatures, Students)
+                                  Quant, Run, Signatures, Students)
 
 # Each knob's parameter name, and the Config attribute of the recipe that holds it.
 KNOBS: dict[str, str] = {f.name: attr for attr, cls in recipes.RECIPES.items() for f in dataclasses.fields(cls)}
@@ -72,10 +72,10 @@ PROFILES: dict[str, dict[str, Any]] = {
     "smoke": dict(
         dataset="fake", arch="vgg11", width=1 / 16, epochs=1, batch_size=32, lr=0.05, seeds=2, milestones=(),
         train_limit=128, test_limit=64, mask_epochs=1, mask_lr=0.05,
-        prune_epochs=2, prune_lambda=0.01, prune_settle_epochs=1, frontier_lambdas=(0.05,), student_width=1 / 16, student_epochs=1,
-        student_lambda=None, bounds_batches=(1, 4), signature_count=3, signature_epochs=1, signature_train_limit=64,
-        signature_repeats=1, budget_params_fraction=0.3, budget_flops_fraction=0.3, budget_latency_fraction=0.95,
-        constrained_epochs=2,
+        prune_epochs=2, prune_lambda=0.01, prune_settle_epochs=1, frontier_lambdas=(0.05,), student_width=1 / 16,
+        student_epochs=1, student_lambda=None, bounds_batches=(1, 4), signature_count=3, signature_epochs=1,
+        signature_train_limit=64, signature_repeats=1, budget_params_fraction=0.3, budget_flops_fraction=0.3,
+        budget_latency_fraction=0.95, constrained_epochs=2,
         depth_width=128, depth_model_width=1 / 32, depth_epochs=1, depth_train_pairs=8, depth_test_pairs=4,
         depth_prune_epochs=1, depth_prune_lambda=0.01, depth_mask_loss="filter_sum", depth_mask_lr=0.01,
         depth_prune_lr=1e-3,
@@ -161,8 +161,5 @@ def resolve_parameters(profile: str = "tutorial", **overrides: Any) -> Config:
 def describe(profile: str) -> str:
     """One line per knob of a profile, grouped by recipe, for the README and the notebooks."""
     cfg = resolve(profile)
-    lines = []
-    for attr in recipes.RECIPES:
-        recipe: Recipe = getattr(cfg, attr)
-        lines += [f"[{attr}]"] + [f"  {f.name:22s} {getattr(recipe, f.name)!r}" for f in dataclasses.fields(recipe)]
-    return "\n".join(lines)
+    return "\n".join(line for attr, cls in recipes.RECIPES.items() for line in
+                     [f"[{attr}]", *(f"  {f.name:22s} {getattr(cfg, f.name)!r}" for f in dataclasses.fields(cls))])

@@ -117,10 +117,8 @@ def _check(f: dataclasses.Field, hint: Any, value: Any) -> Any:
     elif not isinstance(value, str):
         raise ValueError(f"parameter {name!r} must be a string, got {value!r}")
     if meta["low"] is not None and not (meta["low"] <= value <= meta["high"]):
-        raise ValueError(
-            f"parameter {name!r} = {value!r} is out of range: valid values lie in "
-            f"[{meta['low']:g}, {meta['high']:g}]" + (f" ({meta['help']})" if meta["help"] else "")
-        )
+        raise ValueError(f"parameter {name!r} = {value!r} is out of range: valid values lie in "
+                         f"[{meta['low']:g}, {meta['high']:g}]" + (f" ({meta['help']})" if meta["help"] else ""))
     choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
     if choices is not None and value not in choices:
         raise ValueError(f"parameter {name!r} = {value!r} is not known; valid choices: {', '.join(choices)}")
@@ -139,9 +137,8 @@ def _numbers(name: str, value: Any, whole: bool) -> tuple:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = (value,)
     ok = (int,) if whole else (int, float)
-    if not isinstance(value, (list, tuple)) or not all(
-        isinstance(v, ok) and not isinstance(v, bool) and v >= 0 for v in value
-    ):
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, ok) and not isinstance(v, bool) and v >= 0
+                                                       for v in value):
         what = "list of epoch numbers" if whole else "list of numbers"
         raise ValueError(f"parameter {name!r} must be a {what} >= 0, got {value!r}")
     return tuple(sorted(value)) if whole else tuple(float(v) for v in value)

@@ -38,17 +38,11 @@ def git_commit() -> str:
 
 def provenance(profile: str) -> dict:
     cfg = profiles.resolve(profile)
-    return {
-        "git commit": git_commit(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "CPU": timer.cpu_name(),
-        "threads": cfg.threads,
-        "GPU": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
-        "profile": profile,
-        "seed": cfg.seed,
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-    }
+    return {"git commit": git_commit(), "torch": torch.__version__, "python": platform.python_version(),
+            "CPU": timer.cpu_name(), "threads": cfg.threads,
+            "GPU": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+            "profile": profile, "seed": cfg.seed,
+            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
 def timings(profile: str) -> dict[str, float]:

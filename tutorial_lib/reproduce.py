@@ -426,11 +426,7 @@ def freeze(results: str | Path | None = None, target: str | Path | None = None) 
     source = Path(results) if results else paths.results_dir("tutorial") / "tables"
     target = Path(target) if target else committed_dir()
     target.mkdir(parents=True, exist_ok=True)
-    copied = []
-    for p in sorted(source.glob("*.csv")):
-        shutil.copyfile(p, target / p.name)
-        copied.append(target / p.name)
-    return copied
+    return [shutil.copyfile(p, target / p.name) for p in sorted(source.glob("*.csv"))]
 
 
 def load_tolerances(folder: str | Path | None = None) -> pd.DataFrame:

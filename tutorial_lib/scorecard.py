@@ -82,10 +82,10 @@ def _pm(r: pd.Series, value: str) -> str:
     return f"{r[f'{value} mean']:.1f} ± {r[f'{value} sd']:.1f}"
 
 
-def _published_pair(row_a: str, row_b: str) -> str:
+def _published_pair(row_a: str, row_b: str, note: str = "VGG19-BN, CIFAR-100, one run") -> str:
     a = tables.published_value("vgg19_cifar100", row_a, "top1")
     b = tables.published_value("vgg19_cifar100", row_b, "top1")
-    return f"{a} vs {b} (VGG19-BN, CIFAR-100, one run)"
+    return f"{a} vs {b} ({note})"
 
 
 def _ranked(t: Tables, better: str, worse: str, published: tuple[str, str] | None) -> tuple[str, str, str, str]:
@@ -181,9 +181,8 @@ def flops_do_not_predict_latency(t: Tables):
     platforms = [c[len("latency_ms["):-1] for c in sig.columns if c.startswith("latency_ms[")]
     ratios = {}
     for p in platforms:
-        pair = constraints_experiment.latency_spread_at_equal_flops(sig, p)
-        ratios[p] = float(pair["latency ratio"].iloc[0]) if len(pair) and pd.notna(pair["latency ratio"].iloc[0]) \
-            else float("nan")
+        ratio = constraints_experiment.latency_spread_at_equal_flops(sig, p)["latency ratio"]
+        ratios[p] = float(ratio.iloc[0]) if len(ratio) and pd.notna(ratio.iloc[0]) else float("nan")
     ours = "; ".join(f"{p}: {r:.2f}x" for p, r in ratios.items()) + " latency apart at <= 20% apart in FLOPs"
     verdict = REPRODUCED if ratios and all(r >= LATENCY_RATIO_MIN for r in ratios.values()) else NOT_REPRODUCED
     return ours, "shown on the seed's slides (no figure)", verdict, \
@@ -196,9 +195,8 @@ def distillation_helps_pruned_student(t: Tables):
     scratch, kd = _row(pruned, "method", "student from scratch"), _row(pruned, "method", "KD")
     ours = (f"KD {kd['top-1 %']:.1f} ± {kd['top-1 sd (seeds)']:.1f} vs scratch {scratch['top-1 %']:.1f} ± "
             f"{scratch['top-1 sd (seeds)']:.1f} (gain {kd['gain over scratch']:+.1f}, 2 SE {kd['2 SE of gain']:.1f})")
-    published = (f"{tables.published_value('vgg19_cifar100', 'Same pruned architecture from scratch + KD', 'top1')} vs "
-                 f"{tables.published_value('vgg19_cifar100', 'Same pruned architecture from scratch', 'top1')} "
-                 "(KD on the pruned VGG19-BN, CIFAR-100)")
+    published = _published_pair("Same pruned architecture from scratch + KD", "Same pruned architecture from scratch",
+                                "KD on the pruned VGG19-BN, CIFAR-100")
     return ours, published, _word(str(kd["verdict"])), "KD's gain over scratch beyond two standard errors over the seeds"
 
 

@@ -79,11 +79,7 @@ def verdict(gap: float, se: float, seeds: int, is_reference: bool = False) -> st
 
 def sentences(judged: pd.DataFrame, label: str, value: str, reference: str) -> list[str]:
     """One line per judged row, for a lesson to print under its table."""
-    out = []
-    for _, r in judged.iterrows():
-        if r["verdict"] == "reference":
-            continue
-        word = {"tie": "ties with", "above": "is above", "below": "is below"}[r["verdict"]]
-        out.append(f"{r[label]} {word} {reference}: {r[f'gap to {reference}']:+.2f} points "
-                   f"(2 SE of the gap {r['2 SE of gap']:.2f}, {int(r['seeds'])} seeds)")
-    return out
+    words = {"tie": "ties with", "above": "is above", "below": "is below"}
+    return [f"{r[label]} {words[r['verdict']]} {reference}: {r[f'gap to {reference}']:+.2f} points "
+            f"(2 SE of the gap {r['2 SE of gap']:.2f}, {int(r['seeds'])} seeds)"
+            for _, r in judged.iterrows() if r["verdict"] != "reference"]

@@ -61,19 +61,18 @@ def _manifest_path(profile: str) -> Path:
     return paths.results_dir(profile) / "manifest.json"
 
 
-def _register(profile: str, item: dict) -> None:
-    path = _manifest_path(profile)
-    items = json.loads(path.read_text()) if path.exists() else []
-    items = [i for i in items if (i["lesson"], i["name"]) != (item["lesson"], item["name"])]
-    items.append(item)
-    items.sort(key=lambda i: (i["lesson"], i.get("order", 0)))
-    path.write_text(json.dumps(items, indent=1))
-
-
 def manifest(profile: str) -> list[dict]:
     """Every table and figure published for ``profile``, in lesson order."""
     path = _manifest_path(profile)
     return json.loads(path.read_text()) if path.exists() else []
+
+
+def _register(profile: str, item: dict) -> None:
+    """Add ``item`` to the manifest, replacing an earlier one of the same lesson and name."""
+    items = [i for i in manifest(profile) if (i["lesson"], i["name"]) != (item["lesson"], item["name"])]
+    items.append(item)
+    items.sort(key=lambda i: (i["lesson"], i.get("order", 0)))
+    _manifest_path(profile).write_text(json.dumps(items, indent=1))
 
 
 def format_cell(value) -> str:
@@ -81,7 +80,7 @@ def format_cell(value) -> str:
     given (round them before publishing), never in exponent notation."""
     if isinstance(value, bool) or value is None:
         return "" if value is None else str(value)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, (int, float)):  # bool is caught above
         if value != value:  # NaN
             return ""
         if float(value).is_integer() and (isinstance(value, int) or abs(value) >= 1000):
@@ -97,22 +96,11 @@ def to_markdown(df: pd.DataFrame) -> str:
 
 
 def caption(dataset: str, profile: str, seed: int | None = None) -> str:
-    seed_text = f", seed {seed}" if seed is not None else ""
-    return f"Measured on: {dataset}; profile: {profile}{seed_text}."
+    return f"Measured on: {dataset}; profile: {profile}{f', seed {seed}' if seed is not None else ''}."
 
 
-def publish(
-    df: pd.DataFrame,
-    name: str,
-    *,
-    lesson: str,
-    title: str,
-    profile: str,
-    dataset: str,
-    seed: int | None = None,
-    notes: str = "",
-    order: int = 0,
-) -> str:
+def publish(df: pd.DataFrame, name: str, *, lesson: str, title: str, profile: str, dataset: str,
+            seed: int | None = None, notes: str = "", order: int = 0) -> str:
     """Write ``df`` as ``results/<profile>/tables/<lesson>_<name>.{csv,md}``; return the Markdown
     (under torchrun, rank 0 alone writes)."""
     stem = f"{lesson}_{name}"

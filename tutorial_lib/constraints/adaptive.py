@@ -174,10 +174,8 @@ def enforce(model: nn.Module, limit: float, cost_of: Callable[[list[int]], float
     """A packed copy of ``model`` that costs <= ``limit``: channels go by mask logit (masked
     model) or filter L1 norm (plain model), lowest first, one kept per layer."""
     masked = model if masks.masks_of(model) else masks.insert_masks(copy.deepcopy(model))
-    if masks.masks_of(model):
-        scores = {layer: m.logits.detach().flatten().clone() for layer, m in masks.masks_of(masked).items()}
-    else:
-        scores = baselines.filter_l1(model)
+    scores = {layer: m.logits.detach().flatten().clone() for layer, m in masks.masks_of(masked).items()} \
+        if masks.masks_of(model) else baselines.filter_l1(model)
     protected = _protected(scores)
     order = sorted(((layer, c) for layer, s in scores.items() for c in range(len(s)) if (layer, c) not in protected),
                    key=lambda lc: float(scores[lc[0]][lc[1]]))
@@ -213,30 +211,13 @@ def _adam(model: nn.Module, lr: float, mask_lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adam(groups, lr=lr)
 
 
-def run_adaptive(
-    model: nn.Module,
-    bundle: data.DataBundle,
-    cfg,
-    budget: budgets.Budget,
-    *,
-    max_epochs: int = 50,
-    lr: float = 1e-4,
-    mask_lr: float | None = None,
-    lam: float | None = None,
-    mask_loss: str | None = None,
-    task_weight: float | None = None,
-    kd_weight: float | None = None,
-    temperature: float | None = None,
-    patience_over: int = 2,
-    patience_under: int = 4,
-    lr_factor: float = 0.1,
-    land_on_budget: bool = True,
-    enforce_budget: bool = True,
-    latency_platform: str | None = None,
-    table: latency_table.LatencyTable | None = None,
-    teacher: nn.Module | None = None,
-    measured_over_estimate: Callable[[nn.Module], float] | None = None,
-) -> tuple[nn.Module, pd.DataFrame]:
+def run_adaptive(model: nn.Module, bundle: data.DataBundle, cfg, budget: budgets.Budget, *, max_epochs: int = 50,
+                 lr: float = 1e-4, mask_lr: float | None = None, lam: float | None = None, mask_loss: str | None = None,
+                 task_weight: float | None = None, kd_weight: float | None = None, temperature: float | None = None,
+                 patience_over: int = 2, patience_under: int = 4, lr_factor: float = 0.1, land_on_budget: bool = True,
+                 enforce_budget: bool = True, latency_platform: str | None = None,
+                 table: latency_table.LatencyTable | None = None, teacher: nn.Module | None = None,
+                 measured_over_estimate: Callable[[nn.Module], float] | None = None) -> tuple[nn.Module, pd.DataFrame]:
     """Prune ``model`` (a VGG with ``spec()``) to ``budget`` with the adaptive loop.
 
     The budget is checked against the model's feasible range before anything trains.
@@ -301,10 +282,9 @@ def run_adaptive(
     for epoch in range(1, max_epochs + 1):
         phase = state.phase
         epoch_lr = optimizer.param_groups[0]["lr"]
-        fitted = train.fit(
-            current, bundle, cfg.baseline.schedule, cfg.run.replace(seed=cfg.seed + epoch), epochs=1, optimizer=optimizer,
-            scheduler=_ConstantLR(), regularizer=regularizer, desc=f"adaptive {phase}", task_weight=task_weight,
-        ).iloc[-1]
+        fitted = train.fit(current, bundle, cfg.baseline.schedule, cfg.run.replace(seed=cfg.seed + epoch), epochs=1,
+                           optimizer=optimizer, scheduler=_ConstantLR(), regularizer=regularizer,
+                           desc=f"adaptive {phase}", task_weight=task_weight).iloc[-1]
         accuracy = float(fitted["test_accuracy"])
         masked_cost = cost_of_model(current) if phase == SPARSITY else math.nan
         cost_after = masked_cost if phase == SPARSITY else cost_before

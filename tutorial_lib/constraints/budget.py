@@ -47,7 +47,8 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"unknown budget kind {kind!r}; valid choices: {', '.join(KINDS)}")
 
 
-def _check_platform(kind: str, platform: str | None) -> None:
+def _check(kind: str, platform: str | None) -> None:
+    _check_kind(kind)
     if kind == "latency":
         if platform is None:
             raise ValueError("a latency budget needs a platform; available on this machine: "
@@ -70,13 +71,10 @@ class Budget:
             raise ValueError(f"a budget value must be a number > 0, got {self.value!r}")
         if not isinstance(self.batch, int) or self.batch < 1:
             raise ValueError(f"the batch size of a budget must be a whole number >= 1, got {self.batch!r}")
-        _check_platform(self.kind, self.platform)
+        _check(self.kind, self.platform)
 
     def input_shape(self, in_channels: int, image_size: int) -> tuple[int, int, int, int]:
         return (self.batch, in_channels, image_size, image_size)
-
-    def met_by(self, cost_value: float) -> bool:
-        return cost_value <= self.value
 
     def describe(self) -> str:
         where = f" on {self.platform}, batch {self.batch}" if self.kind == "latency" else ""
@@ -93,8 +91,7 @@ def cost(model: nn.Module, kind: str, input_shape: tuple[int, ...], platform: st
     """What ``model`` costs: parameters, FLOPs for ``input_shape``, or latency (ms) on
     ``platform``, estimated by the latency table or, with ``measure=True``, measured
     (median, :func:`platforms.measure`). A masked model costs what it would once packed."""
-    _check_kind(kind)
-    _check_platform(kind, platform)
+    _check(kind, platform)
     if masks.masks_of(model):
         if measure:
             raise ValueError("a masked model cannot be timed as it would run packed: pack it first, or use the "
@@ -110,25 +107,20 @@ def cost(model: nn.Module, kind: str, input_shape: tuple[int, ...], platform: st
 SpecLike = Union[dict, nn.Module, Sequence[Union[int, str]], models.Topology]
 
 
-def _topology(spec: SpecLike, input_shape: tuple[int, ...], num_classes: int | None = None):
-    return models.describe(spec, num_classes, input_shape[1])
-
-
 def spec_cost(spec: SpecLike, kind: str, input_shape: tuple[int, ...], platform: str | None = None, *,
               table: latency_table.LatencyTable | None = None, num_classes: int | None = None) -> float:
     """The cost of the VGG described by ``spec`` (a ``spec()`` dict, model or signature)."""
-    _check_kind(kind)
-    _check_platform(kind, platform)
+    _check(kind, platform)
     if kind != "latency":  # closed form for a CIFAR-head VGG, built and counted otherwise
         return float(count(spec, kind, input_shape, num_classes))
     if isinstance(spec, dict) and spec.get("head", "cifar") != "cifar":  # built and estimated
         return cost(models.from_spec(spec), kind, input_shape, platform, table=table)
-    return _latency(_topology(spec, input_shape, num_classes), input_shape, platform, table)
+    return _latency(models.describe(spec, num_classes, input_shape[1]), input_shape, platform, table)
 
 
 def lower_bound_spec(spec: SpecLike, input_shape: tuple[int, ...] = (1, 3, 32, 32)) -> models.Topology:
     """The same topology with one channel per convolution (the seed's lower bound)."""
-    topo = _topology(spec, input_shape)
+    topo = models.describe(spec, None, input_shape[1])
     return topo.resized([1] * len(topo.widths))
 
 
@@ -159,8 +151,7 @@ def check(budget: Budget, spec: SpecLike, input_shape: tuple[int, ...] | None = 
     Raises ``ValueError`` for an unknown kind or platform (listing the valid ones) and for a
     value outside ``[low, high]`` (stating the range measured for this model).
     """
-    _check_kind(budget.kind)
-    _check_platform(budget.kind, budget.platform)
+    _check(budget.kind, budget.platform)
     if isinstance(spec, nn.Module):
         spec = models.describe(spec)
     if input_shape is None:
@@ -196,8 +187,7 @@ def masked_cost(masked: nn.Module, kind: str, input_shape: tuple[int, ...], plat
                 table: latency_table.LatencyTable | None = None) -> float:
     """What ``masked`` would cost once packed: ``masks.estimate`` for parameters and FLOPs,
     the latency table on the kept signature for latency."""
-    _check_kind(kind)
-    _check_platform(kind, platform)
+    _check(kind, platform)
     if not masks.masks_of(masked):
         raise ValueError("the model has no channel masks: call masks.insert_masks(model) first")
     if kind != "latency":
@@ -210,7 +200,6 @@ def costs(model: nn.Module, input_shape: tuple[int, ...], platform: str | None =
     """All three costs of a plain or masked model (latency NaN without a platform or with
     ``latency=False``); parameters and FLOPs per image, latency for ``input_shape``."""
     per_image = (1, *input_shape[1:])
-    out = {"params": cost(model, "params", per_image), "flops": cost(model, "flops", per_image)}
-    out["latency_ms"] = cost(model, "latency", input_shape, platform, table=table) \
-        if latency and platform is not None else float("nan")
-    return out
+    return {"params": cost(model, "params", per_image), "flops": cost(model, "flops", per_image),
+            "latency_ms": cost(model, "latency", input_shape, platform, table=table)
+            if latency and platform is not None else float("nan")}

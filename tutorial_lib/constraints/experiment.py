@@ -271,12 +271,10 @@ def similar_cost_pairs(df: pd.DataFrame, columns=("params", "flops"), tolerance:
 def latency_spread_at_equal_flops(df: pd.DataFrame, platform: str, tolerance: float = 0.2) -> pd.DataFrame:
     """Timing: of the pairs within ``tolerance`` in FLOPs, the one whose measured latencies
     on ``platform`` differ most (ratio)."""
-    col = f"latency_ms[{platform}]"
-    d = df.assign(**{"log": df[col].map(math.log)})
+    d = df.assign(log=df[f"latency_ms[{platform}]"].map(math.log))
     pair = similar_cost_pairs(d, ("flops",), tolerance, value="log")
-    pair = pair.rename(columns={"log a": "log ms a", "log b": "log ms b"})
     pair["latency ratio"] = pair["difference"].map(lambda v: round(math.exp(v), 2) if v is not None else None)
-    return pair.drop(columns=["log ms a", "log ms b", "difference"]).assign(platform=platform)
+    return pair.drop(columns=["log a", "log b", "difference"]).assign(platform=platform)
 
 
 # -- 4. adaptive constrained pruning ----------------------------------------------------------
@@ -374,24 +372,21 @@ def run_constrained(baseline: nn.Module, bundle: data.DataBundle, cfg, b: Budget
     ``cfg.latency_margin`` x the budget, so that the *measured* latency, which on a shared
     machine sits a few percent on either side of the estimate, lands inside [0.85, 1.0]
     x budget."""
-    target = b
+    target, ratio, latency_platform = b, None, None
     if b.kind == "latency":  # never below the lower bound: the budget itself was checked against it
         low, _ = check(b, baseline, bundle, table)
         target = Budget(b.kind, max(b.value * cfg.latency_margin, low), b.platform, b.batch)
+        ratio, latency_platform = measured_over_estimate(baseline, bundle, cfg, table, b.platform), b.platform
     model, history = adaptive.run_adaptive(
         baseline, bundle, cfg, target, max_epochs=cfg.constrained_epochs, lr=cfg.constrained_lr,
-        measured_over_estimate=measured_over_estimate(baseline, bundle, cfg, table, b.platform)
-        if b.kind == "latency" else None,
-        mask_lr=cfg.constrained_mask_lr, mask_loss=cfg.constrained_mask_loss, lam=cfg.constrained_lambda,
-        patience_over=cfg.constrained_patience_over,
-        patience_under=cfg.constrained_patience_under,
-        latency_platform=b.platform if b.kind == "latency" else None, table=table)
+        measured_over_estimate=ratio, mask_lr=cfg.constrained_mask_lr, mask_loss=cfg.constrained_mask_loss,
+        lam=cfg.constrained_lambda, patience_over=cfg.constrained_patience_over,
+        patience_under=cfg.constrained_patience_under, latency_platform=latency_platform, table=table)
     _, test_loader = data.loaders(bundle, cfg.batch_size, cfg.run)
     acc = train.evaluate(model, test_loader, cfg.device)["accuracy"]
-    one = shape_of(bundle)
     cache.store(f"constrained-{b.kind}", cfg, CONSTRAINED_RECIPES, (__name__,), model)
     return ConstrainedRun(b.kind, b, target, model, history, acc, metrics.count_parameters(model),
-                          metrics.count_flops(model, one))
+                          metrics.count_flops(model, shape_of(bundle)))
 
 
 def run_seeds(baseline: nn.Module, bundle: data.DataBundle, cfg, budget_map: dict[str, Budget],
@@ -518,7 +513,7 @@ def constrained_table(runs: dict[str, ConstrainedRun], baseline: nn.Module, base
              **{f"speedup [{p}]": 1.0 for p in full_ms}}]
     for kind, r in runs.items():
         ratio = reached(r)
-        actions = r.history["action"].tolist()
+        actions, pub = r.history["action"].tolist(), kind == "params"
         rows.append({
             "budget kind": KIND_LABELS[kind], "budget": budget_text(r.budget), "params": r.params,
             "MFLOPs": round(r.flops / 1e6, 2),
@@ -528,15 +523,13 @@ def constrained_table(runs: dict[str, ConstrainedRun], baseline: nn.Module, base
             "enforced": "yes" if any("+enforce" in a for a in actions) else "no",
             **{f"ms [{p}]": round(v, 3) for p, v in r.measured_ms.items()},
             **{f"speedup [{p}]": round(r.full_ms[p] / v, 2) for p, v in r.measured_ms.items()},
+            "table estimate ms": round(r.estimate_ms, 3),
+            "estimate error %": round(latency_table.error_pct(r.estimate_ms, r.measured_ms[_platform(runs)]), 1),
+            "published top-1 % (CIFAR-100)": _published("top1") if pub else "",
+            "published params": _published("params") if pub else "",
+            "published speedup (batch 1-256)": _published("speedup") if pub else "",
         })
-        rows[-1]["table estimate ms"] = round(r.estimate_ms, 3)
-        rows[-1]["estimate error %"] = round(latency_table.error_pct(r.estimate_ms, r.measured_ms[_platform(runs)]), 1)
-        pub = kind == "params"
-        rows[-1]["published top-1 % (CIFAR-100)"] = _published("top1") if pub else ""
-        rows[-1]["published params"] = _published("params") if pub else ""
-        rows[-1]["published speedup (batch 1-256)"] = _published("speedup") if pub else ""
-    df = pd.DataFrame(rows)
-    return df
+    return pd.DataFrame(rows)
 
 
 def _platform(runs: dict[str, ConstrainedRun]) -> str:
@@ -565,13 +558,11 @@ def platform_speedups(named_models: dict[str, nn.Module], baseline: nn.Module, b
                       platform_names, batches, min_run_time: float = 0.2) -> pd.DataFrame:
     """Timing: speedup over the full model of each model on each platform and batch size
     (rows: model; columns: ``speedup [platform, batch]``)."""
-    rows = {}
     full = {(p, b): platforms.measure(baseline, p, shape_of(bundle, b), min_run_time=min_run_time).median_ms
             for p in platform_names for b in batches}
-    for name, m in named_models.items():
-        rows[name] = {f"speedup [{p}, batch {b}]": round(
-            full[(p, b)] / platforms.measure(m, p, shape_of(bundle, b), min_run_time=min_run_time).median_ms, 2)
-            for p in platform_names for b in batches}
+    rows = {name: {f"speedup [{p}, batch {b}]": round(
+        full[(p, b)] / platforms.measure(m, p, shape_of(bundle, b), min_run_time=min_run_time).median_ms, 2)
+        for p in platform_names for b in batches} for name, m in named_models.items()}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model").reset_index()
 
 
@@ -600,10 +591,9 @@ def targets(runs: dict[str, ConstrainedRun], sig: pd.DataFrame | None, platform:
     col = f"error_pct[{platform}]"
     if sig is not None and col in sig and len(sig):
         e = sig[col].abs()
-        rows.append(("estimate error, random signatures, mean |e| (%)", round(float(e.mean()), 1), "<= 10",
-                     float(e.mean()) <= ESTIMATE_ERROR_TARGET))
-        rows.append(("estimate error, random signatures, max |e| (%)", round(float(e.max()), 1), "<= 10",
-                     float(e.max()) <= ESTIMATE_ERROR_TARGET))
+        for stat, v in (("mean", float(e.mean())), ("max", float(e.max()))):
+            rows.append((f"estimate error, random signatures, {stat} |e| (%)", round(v, 1), "<= 10",
+                         v <= ESTIMATE_ERROR_TARGET))
     return pd.DataFrame(rows, columns=["target", "measured", "wanted", "met"])
 
 

@@ -35,12 +35,12 @@ The fit is robust (Theil-Sen slope, median intercept; see :func:`fit_correction`
 ``scale`` is clipped to [0.75, 1.33]. On the 2-core development machine, with one other
 job running, the residuals (measured - sum) were a near-constant 0.01-0.05 ms at batch 1
 and within +-7% at batch 64 (scale near 1); while other jobs kept both cores busy the
-scale went to the 1.33 clip
-(a whole model, timed in longer blocks, is slowed more by contention than the short layer
-blocks) and the estimate still tracked the measurement: VGG19 signatures of width <= 0.25
-at 32x32, mean |error| 6.8% (max 15.8%) at batch 1 and 3.8% (max 7.5%) at batch 64.
-``fit_scale=False`` keeps ``scale = 1`` and makes ``overhead_ms`` the median of the
-residuals: the plain "sum plus a fixed per-model overhead" (there: mean 9.2% and 6.5%).
+scale went to the 1.33 clip (a whole model, timed in longer blocks, is slowed more by
+contention than the short layer blocks) and the estimate still tracked the measurement:
+VGG19 signatures of width <= 0.25 at 32x32, mean |error| 6.8% (max 15.8%) at batch 1 and
+3.8% (max 7.5%) at batch 64. ``fit_scale=False`` keeps ``scale = 1`` and makes
+``overhead_ms`` the median of the residuals: the plain "sum plus a fixed per-model
+overhead" (there: mean 9.2% and 6.5%).
 
 :func:`validate` compares estimates with measurements for a list of signatures.
 """
@@ -185,11 +185,7 @@ def _reference_topologies(topo: Topology, fractions: Iterable[float] = (0.5,), r
     cands += [topo.resized([max(1, int(round(f * c))) for c in topo.widths]) for f in fractions]
     cands.append(topo)
     cands += [topo.resized([rng.randint(1, c) for c in topo.widths]) for _ in range(random_prunings)]
-    refs: list[Topology] = []
-    for c in cands:
-        if c not in refs:
-            refs.append(c)
-    return refs
+    return list(dict.fromkeys(cands))  # deduplicated, first occurrence kept
 
 
 @dataclass
@@ -203,9 +199,6 @@ class Calibration:
     scale: float = 1.0
     references: int = 0
     points: list = field(default_factory=list)  # (sum of entries, measured) of each reference
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 SCALE_RANGE = (0.75, 1.33)
@@ -335,7 +328,7 @@ class LatencyTable:
         elif path.suffix == ".json":
             path.write_text(json.dumps({
                 "entries": [{**asdict(k), "ms": v} for k, v in self.entries.items()],
-                "calibrations": [c.as_dict() for c in self.calibrations.values()],
+                "calibrations": [asdict(c) for c in self.calibrations.values()],
             }, indent=1))
         else:
             raise ValueError(f"save a latency table as .json or .csv, not {path.suffix!r}")
@@ -347,8 +340,7 @@ class LatencyTable:
         path = Path(path)
         table = cls(**kwargs)
         if path.suffix == ".csv":
-            df = pd.read_csv(path)
-            for r in df.itertuples(index=False):
+            for r in pd.read_csv(path).itertuples(index=False):
                 if r.kind == "overhead":
                     table.calibrations[(r.platform, int(r.batch), int(r.size))] = Calibration(
                         r.platform, int(r.batch), int(r.size), float(r.ms), float(r.scale))
@@ -358,8 +350,7 @@ class LatencyTable:
         elif path.suffix == ".json":
             raw = json.loads(path.read_text())
             for e in raw["entries"]:
-                ms = e.pop("ms")
-                table.entries[LayerKey(**e)] = float(ms)
+                table.entries[LayerKey(**{k: v for k, v in e.items() if k != "ms"})] = float(e["ms"])
             for c in raw["calibrations"]:
                 cal = Calibration(**{**c, "points": [list(p) for p in c.get("points", [])]})
                 table.calibrations[(cal.platform, cal.batch, cal.size)] = cal

@@ -54,20 +54,10 @@ def describe(signature: Sequence) -> str:
     return "-".join(str(v) for v in signature)
 
 
-def evaluate_signatures(
-    signatures: Sequence[Sequence],
-    bundle: data.DataBundle,
-    cfg,
-    *,
-    epochs: int | None = None,
-    platform_names: Sequence[str] = ("torch-cpu-1t",),
-    batch: int = 1,
-    latency: str = "measure",
-    min_run_time: float = 0.2,
-    table: latency_table.LatencyTable | None = None,
-    optimizer: str = "sgd",
-    lr: float | None = None,
-) -> pd.DataFrame:
+def evaluate_signatures(signatures: Sequence[Sequence], bundle: data.DataBundle, cfg, *, epochs: int | None = None,
+                        platform_names: Sequence[str] = ("torch-cpu-1t",), batch: int = 1, latency: str = "measure",
+                        min_run_time: float = 0.2, table: latency_table.LatencyTable | None = None,
+                        optimizer: str = "sgd", lr: float | None = None) -> pd.DataFrame:
     """Train each signature from scratch (``cfg``'s optimiser, ``epochs`` or ``cfg.epochs``)
     and return one row per signature: ``signature``, ``params``, ``flops`` (per image),
     ``latency_ms[<platform>]`` for each platform at ``batch`` (``latency="measure"``:
@@ -95,16 +85,14 @@ def evaluate_signatures(
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1.0)
         elif lr is not None:
             opt = train.sgd(model.parameters(), cfg.baseline.schedule, lr=lr)
-        history = train.fit(model, bundle, cfg.baseline.schedule, cfg.run, epochs=epochs, optimizer=opt, scheduler=sched,
-                            desc=f"signature {i + 1}/{len(signatures)}")
+        history = train.fit(model, bundle, cfg.baseline.schedule, cfg.run, epochs=epochs, optimizer=opt,
+                            scheduler=sched, desc=f"signature {i + 1}/{len(signatures)}")
         _, test_loader = data.loaders(bundle, cfg.batch_size, cfg.run)
         row = {"signature": describe(sig), "params": metrics.count_parameters(model),
                "flops": metrics.count_flops(model, per_image)}
         for p in platform_names if latency != "none" else ():
-            if latency == "measure":
-                row[f"latency_ms[{p}]"] = platforms.measure(model, p, shape, min_run_time=min_run_time).median_ms
-            else:
-                row[f"latency_ms[{p}]"] = budgets.spec_cost(model.spec(), "latency", shape, p, table=table)
+            row[f"latency_ms[{p}]"] = platforms.measure(model, p, shape, min_run_time=min_run_time).median_ms \
+                if latency == "measure" else budgets.spec_cost(model.spec(), "latency", shape, p, table=table)
         row["accuracy"] = train.evaluate(model, test_loader, cfg.device)["accuracy"]
         row["train_seconds"] = float(history["epoch_seconds"].sum()) if len(history) else 0.0
         rows.append(row)

@@ -55,14 +55,10 @@ def photograph(name: str) -> np.ndarray:
         from sklearn.datasets import load_sample_image
 
         img = load_sample_image(f"{name}.jpg")
-    elif name == "motorcycle_left":
-        from skimage import data as skdata
-
-        img = skdata.stereo_motorcycle()[0]
     else:
         from skimage import data as skdata
 
-        img = getattr(skdata, name)()
+        img = skdata.stereo_motorcycle()[0] if name == "motorcycle_left" else getattr(skdata, name)()
     return np.asarray(img, dtype=np.float32)[..., :3] / 255.0
 
 
@@ -72,16 +68,9 @@ def _pyramid(photo: np.ndarray, factors: tuple[int, ...]) -> list[np.ndarray]:
     return [F.avg_pool2d(t, f).squeeze(0).permute(1, 2, 0).numpy() if f > 1 else photo for f in factors]
 
 
-def blend(
-    digits: np.ndarray,
-    photos: tuple[str, ...],
-    blends: int,
-    rng: np.random.Generator,
-    jitter: int = 3,
-    scales: tuple[int, ...] = (1, 2, 4),
-    strength: tuple[float, float] = (0.3, 0.85),
-    contrast: tuple[float, float] = (0.6, 1.4),
-) -> np.ndarray:
+def blend(digits: np.ndarray, photos: tuple[str, ...], blends: int, rng: np.random.Generator, jitter: int = 3,
+          scales: tuple[int, ...] = (1, 2, 4), strength: tuple[float, float] = (0.3, 0.85),
+          contrast: tuple[float, float] = (0.6, 1.4)) -> np.ndarray:
     """MNIST-M blends: ``blends`` images per digit, as uint8 (N * blends, IMAGE_SIZE, IMAGE_SIZE, 3).
 
     For each image: a random photograph and texture scale, a random IMAGE_SIZE-square patch with its
@@ -92,9 +81,8 @@ def blend(
     n = len(digits)
     out = np.empty((n * blends, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
     for k in range(n * blends):
-        digit = digits[k % n]
         dy, dx = rng.integers(-jitter, jitter + 1, size=2)
-        digit = np.roll(digit, (dy, dx), axis=(0, 1))
+        digit = np.roll(digits[k % n], (dy, dx), axis=(0, 1))
         level = pyramids[rng.integers(len(photos))][rng.integers(len(scales))]
         y = rng.integers(level.shape[0] - IMAGE_SIZE + 1)
         x = rng.integers(level.shape[1] - IMAGE_SIZE + 1)
@@ -125,30 +113,21 @@ def _to_tensor_dataset(images: np.ndarray, labels: np.ndarray, mean: np.ndarray,
 def _bundle(name: str, train, y_tr, test, y_te, description: str) -> DataBundle:
     pixels = train.reshape(-1, 3).astype(np.float64) / 255
     mean, std = pixels.mean(0).astype(np.float32), pixels.std(0).astype(np.float32)
-    return DataBundle(
-        name=name,
-        train=_to_tensor_dataset(train, y_tr, mean, std),
-        test=_to_tensor_dataset(test, y_te, mean, std),
-        num_classes=10,
-        image_size=IMAGE_SIZE,
-        description=description,
-    )
+    return DataBundle(name=name, train=_to_tensor_dataset(train, y_tr, mean, std),
+                      test=_to_tensor_dataset(test, y_te, mean, std), num_classes=10, image_size=IMAGE_SIZE,
+                      description=description)
 
 
 @register("digits")
 def load_digits(cfg) -> DataBundle:
     x_tr, y_tr, x_te, y_te = digit_images()
     to_rgb = lambda a: np.repeat(np.round(a * 255).astype(np.uint8)[..., None], 3, axis=-1)  # noqa: E731
-    return _bundle(
-        "digits", to_rgb(x_tr), y_tr, to_rgb(x_te), y_te,
-        f"scikit-learn digits, {IMAGE_SIZE}x{IMAGE_SIZE}, {len(y_tr)} train / {len(y_te)} test",
-    )
+    return _bundle("digits", to_rgb(x_tr), y_tr, to_rgb(x_te), y_te,
+                   f"scikit-learn digits, {IMAGE_SIZE}x{IMAGE_SIZE}, {len(y_tr)} train / {len(y_te)} test")
 
 
 @register("digits_m")
 def load_digits_m(cfg) -> DataBundle:
     train, y_tr, test, y_te = digits_m_arrays()
-    return _bundle(
-        "digits_m", train, y_tr, test, y_te,
-        f"digits_m (MNIST-M blend of scikit-learn digits), {IMAGE_SIZE}x{IMAGE_SIZE}, {len(y_tr)} train / {len(y_te)} test",
-    )
+    return _bundle("digits_m", train, y_tr, test, y_te, f"digits_m (MNIST-M blend of scikit-learn digits), "
+                   f"{IMAGE_SIZE}x{IMAGE_SIZE}, {len(y_tr)} train / {len(y_te)} test")

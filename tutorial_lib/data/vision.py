@@ -69,20 +69,16 @@ def _cifar(cfg, name: str, cls, mean, std, num_classes: int) -> DataBundle:
     train_tf = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] if cfg.augment else []
     train = reader(str(root), train=True, transform=transforms.Compose([*train_tf, transforms.ToTensor(), normalize]))
     test = reader(str(root), train=False, transform=transforms.Compose([transforms.ToTensor(), normalize]))
-    return DataBundle(
-        name=name, train=train, test=test, num_classes=num_classes, image_size=32,
-        description=f"{name.upper()} from {folder}, {len(train)} train / {len(test)} test",
-    )
+    return DataBundle(name=name, train=train, test=test, num_classes=num_classes, image_size=32,
+                      description=f"{name.upper()} from {folder}, {len(train)} train / {len(test)} test")
 
 
 def _cifar_help(name: str, root: Path, cls) -> str:
     files = ", ".join(_expected_files(cls))
-    return (
-        f"{name} was not found under {root / cls.base_folder} (expected files: {files}).\n"
-        f"Get it with: mkdir -p {root} && curl -L {CIFAR_URLS[name]} | tar xz -C {root}\n"
-        f"or pass data_root=... (or set TUTORIAL_DATA) to the folder that holds {cls.base_folder}/, "
-        f"or download=True where the network allows."
-    )
+    return (f"{name} was not found under {root / cls.base_folder} (expected files: {files}).\n"
+            f"Get it with: mkdir -p {root} && curl -L {CIFAR_URLS[name]} | tar xz -C {root}\n"
+            f"or pass data_root=... (or set TUTORIAL_DATA) to the folder that holds {cls.base_folder}/, "
+            f"or download=True where the network allows.")
 
 
 @register("cifar10")
@@ -108,21 +104,15 @@ def load_imagenet(cfg) -> DataBundle:
                 "the validation images into class folders), or pass data_root=... / set TUTORIAL_DATA."
             )
     normalize = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
-    train_tf = (
-        [transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip()]
-        if cfg.augment else [transforms.Resize(256), transforms.CenterCrop(224)]
-    )
+    center = [transforms.Resize(256), transforms.CenterCrop(224)]
+    train_tf = [transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip()] if cfg.augment else center
     train = datasets.ImageFolder(root / "train", transforms.Compose([*train_tf, transforms.ToTensor(), normalize]))
-    test = datasets.ImageFolder(
-        root / "val",
-        transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(), normalize]),
-    )
+    test = datasets.ImageFolder(root / "val", transforms.Compose([*center, transforms.ToTensor(), normalize]))
     if train.classes != test.classes:
         raise DatasetNotFoundError(f"imagenet train and val class folders differ under {root}")
-    return DataBundle(
-        name="imagenet", train=train, test=test, num_classes=len(train.classes), image_size=224,
-        description=f"ImageNet ImageFolder at {root}, {len(train)} train / {len(test)} val, {len(train.classes)} classes",
-    )
+    return DataBundle(name="imagenet", train=train, test=test, num_classes=len(train.classes), image_size=224,
+                      description=f"ImageNet ImageFolder at {root}, {len(train)} train / {len(test)} val, "
+                      f"{len(train.classes)} classes")
 
 
 @register("fake")
@@ -132,8 +122,7 @@ def load_fake(cfg) -> DataBundle:
     n_train, n_test = cfg.train_limit or 256, cfg.test_limit or 128
     train = datasets.FakeData(n_train, (3, 32, 32), 10, transform=tf, random_offset=cfg.seed)
     test = datasets.FakeData(n_test, (3, 32, 32), 10, transform=tf, random_offset=cfg.seed + 10**6)
-    return DataBundle(
-        name="fake", train=train, test=test, num_classes=10, image_size=32,
-        description=f"torchvision FakeData (random noise, smoke test only), {n_train} train / {n_test} test",
-    )
+    return DataBundle(name="fake", train=train, test=test, num_classes=10, image_size=32,
+                      description=f"torchvision FakeData (random noise, smoke test only), {n_train} train / "
+                      f"{n_test} test")
 

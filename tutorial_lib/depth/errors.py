@@ -57,9 +57,7 @@ def d1_all(gt_disp_px, pred_disp_px, mask=None) -> float:
     The KITTI devkit uses strict inequalities, as here; monodepth's script uses >=.
     """
     gt, pred = _array(gt_disp_px), _array(pred_disp_px)
-    if mask is None:
-        mask = gt > 0
-    gt, pred = _select(gt, pred, mask)
+    gt, pred = _select(gt, pred, gt > 0 if mask is None else mask)
     err = np.abs(gt - pred)
     bad = (err > 3) & (err > 0.05 * np.abs(gt))
     return float(100.0 * bad.sum() / max(len(gt), 1))

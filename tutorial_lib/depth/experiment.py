@@ -72,34 +72,24 @@ def load(cfg) -> data.DataBundle:
         n_train, n_test = cfg.depth_train_pairs or 256, cfg.depth_test_pairs or 64
         train_set = stereo.synthetic_dataset(n_train, h, w, seed=cfg.seed)
         test_set = stereo.synthetic_dataset(n_test, h, w, seed=cfg.seed + TEST_SEED_OFFSET)
-        description = (f"synthetic stereo: {n_train} training and {n_test} test scenes, {h}x{w}, "
-                       f"exact integer disparities 1-{round(0.15 * w)} px")
-        name = "synthetic stereo"
+        name, description = "synthetic stereo", (f"synthetic stereo: {n_train} training and {n_test} test scenes, "
+                                                 f"{h}x{w}, exact integer disparities 1-{round(0.15 * w)} px")
     elif cfg.depth_data == "kitti":
         root = stereo.kitti_root(cfg.data_root)
         train_set = stereo.KittiStereo(KITTI_TRAIN_LIST, root=root, height=h, width=w)
         test_set = stereo.Kitti2015Stereo(root, height=h, width=w)
-        if cfg.depth_train_pairs is not None and cfg.depth_train_pairs < len(train_set):
-            train_set = Subset(train_set, range(cfg.depth_train_pairs))
-        if cfg.depth_test_pairs is not None and cfg.depth_test_pairs < len(test_set):
-            test_set = Subset(test_set, range(cfg.depth_test_pairs))
+        train_set, test_set = (Subset(s, range(n)) if n is not None and n < len(s) else s
+                               for s, n in ((train_set, cfg.depth_train_pairs), (test_set, cfg.depth_test_pairs)))
         test_set.variable_size = True  # ground truth at each image's own size: one at a time
-        description = f"KITTI raw ({len(train_set)} training pairs, {h}x{w}); test: {KITTI_2015}"
-        name = "KITTI"
+        name, description = "KITTI", f"KITTI raw ({len(train_set)} training pairs, {h}x{w}); test: {KITTI_2015}"
     else:
         raise ValueError(f"unknown depth_data {cfg.depth_data!r}; valid choices: synthetic, kitti")
     return data.DataBundle(name=name, train=train_set, test=test_set, num_classes=0, image_size=h,
                            description=description)
 
 
-def motorcycle_loader(cfg) -> DataLoader:
-    """Middlebury's motorcycle pair at the profile's input size, with its known-pixel mask."""
-    return DataLoader(TensorDataset(*stereo.motorcycle(cfg.depth_height, cfg.depth_width)), batch_size=1)
-
-
 def task(cfg) -> StereoDepth:
-    """The stereo task training reads: monodepth's augmentation on when ``depth_augment`` says so,
-    the sampler's padding from ``depth_sampler_padding``."""
+    """The stereo task training reads: augmentation per ``depth_augment``, padding per ``depth_sampler_padding``."""
     return StereoDepth(augment=cfg.depth_augment, padding=cfg.depth_sampler_padding)
 
 
@@ -116,8 +106,7 @@ def halving_schedule(optimizer: torch.optim.Optimizer, epochs: int):
 
 
 def train_baseline(model: nn.Module, bundle: data.DataBundle, cfg, checkpoint_dir=None) -> pd.DataFrame:
-    """Train ``model`` on the stereo loss: Adam (``depth_lr``), ``depth_epochs``, halving schedule,
-    monodepth's augmentation (``depth_augment``)."""
+    """Train ``model`` on the stereo loss: Adam (``depth_lr``), ``depth_epochs``, :func:`halving_schedule`."""
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.depth_lr)
     return train.fit(model, bundle, cfg.depth.schedule, cfg.run, optimizer=optimizer,
                      scheduler=halving_schedule(optimizer, cfg.depth_epochs), checkpoint_dir=checkpoint_dir,
@@ -126,11 +115,8 @@ def train_baseline(model: nn.Module, bundle: data.DataBundle, cfg, checkpoint_di
 
 def baseline(cfg, bundle: data.DataBundle) -> tuple[nn.Module, pd.DataFrame]:
     """The profile's monodepth baseline: trained by the first run that asks, then cached."""
-    return cache.get_or_train(
-        "monodepth", cfg, build=lambda: build(cfg),
-        train=lambda model, folder: train_baseline(model, bundle, cfg, folder), recipes=("depth",),
-        code=(__name__,),
-    )
+    return cache.get_or_train("monodepth", cfg, build=lambda: build(cfg), recipes=("depth",), code=(__name__,),
+                              train=lambda model, folder: train_baseline(model, bundle, cfg, folder))
 
 
 # --------------------------------------------------------------------------- measuring
@@ -151,11 +137,11 @@ class DepthResult:
 
 def evaluate(model: nn.Module, bundle: data.DataBundle, cfg) -> dict[str, dict[str, float]]:
     """``{"test": ..., "motorcycle": ...}``: D1-all (%), Abs Rel ... a3 of ``StereoDepth.evaluate``."""
-    threads = repro.resolve_threads(cfg.threads)
-    torch.set_num_threads(threads)
+    torch.set_num_threads(repro.resolve_threads(cfg.threads))
     _, test_loader = data.loaders(bundle, cfg.depth_batch_size, cfg.run)
+    motorcycle = DataLoader(TensorDataset(*stereo.motorcycle(cfg.depth_height, cfg.depth_width)), batch_size=1)
     return {"test": STEREO.evaluate(model, test_loader, cfg.device),
-            "motorcycle": STEREO.evaluate(model, motorcycle_loader(cfg), cfg.device)}
+            "motorcycle": STEREO.evaluate(model, motorcycle, cfg.device)}
 
 
 def score_lines(result: DepthResult | None, empty: str = "not measured") -> str:
@@ -213,13 +199,9 @@ def image_dependence(models: dict[str, nn.Module], bundle: data.DataBundle, cfg,
     left = torch.stack([item[0] for item in images]).to(cfg.device)
     rows = []
     if all(len(item) > 2 and item[2].shape == images[0][2].shape for item in images):
-        gt = torch.stack([item[2] for item in images]).float()
-        rows.append({"disparities": "ground truth", "spread across images (px)": _spread(gt)})
-    for name, model in models.items():
-        rows.append({"disparities": name, "spread across images (px)": _spread(predict_disparity(model, left).cpu())})
-    out = pd.DataFrame(rows)
-    out["spread across images (px)"] = out["spread across images (px)"].round(2)
-    return out
+        rows.append(("ground truth", _spread(torch.stack([item[2] for item in images]).float())))
+    rows += [(name, _spread(predict_disparity(model, left).cpu())) for name, model in models.items()]
+    return pd.DataFrame(rows, columns=["disparities", "spread across images (px)"]).round(2)
 
 
 def _spread(disp: torch.Tensor) -> float:
@@ -228,10 +210,8 @@ def _spread(disp: torch.Tensor) -> float:
 
 def pruning_optimizer(masked: nn.Module, cfg) -> torch.optim.Optimizer:
     """Adam on the weights (``depth_prune_lr``) and on the mask logits (``depth_mask_lr``)."""
-    return torch.optim.Adam([
-        {"params": masks.weight_parameters(masked), "lr": cfg.depth_prune_lr},
-        {"params": masks.mask_parameters(masked), "lr": cfg.depth_mask_lr},
-    ])
+    return torch.optim.Adam([{"params": masks.weight_parameters(masked), "lr": cfg.depth_prune_lr},
+                             {"params": masks.mask_parameters(masked), "lr": cfg.depth_mask_lr}])
 
 
 def prune_monodepth(baseline_model: nn.Module, bundle: data.DataBundle, cfg, lam: float | None = None) -> DepthResult:
@@ -393,24 +373,18 @@ def fps_table(fps: pd.DataFrame) -> pd.DataFrame:
     """The seed's speed table: rows baseline, pruned, speedup; our platforms' batch-1 FPS, then
     the published boards (GTX 1080 Ti, Jetson TX2, Jetson TX1) in columns named as published.
     A ``ceiling`` row of ``fps`` (:func:`speed_ceiling`) adds the largest speedup masks could give."""
-    rows = []
-    for row, label in (("baseline", "Baseline"), ("pruned", "Pruned")):
-        rec = {"model": label}
-        rec.update({f"FPS {p} (ours)": round(float(fps.loc[row, p]), 1) for p in fps.columns})
-        rec.update({f"published FPS {board}": tables.published_or_blank(FPS_TABLE, label, metric)
-                    for metric, board in BOARDS})
-        rows.append(rec)
-    speed = {"model": "Speedup (x)"}
-    speed.update({f"FPS {p} (ours)": round(speedup(fps, "pruned", p), 2)
-                  for p in fps.columns})
+    rows = [{"model": label, **{f"FPS {p} (ours)": round(float(fps.loc[row, p]), 1) for p in fps.columns},
+             **{f"published FPS {board}": tables.published_or_blank(FPS_TABLE, label, m) for m, board in BOARDS}}
+            for row, label in (("baseline", "Baseline"), ("pruned", "Pruned"))]
+    speed = {"model": "Speedup (x)", **{f"FPS {p} (ours)": round(speedup(fps, "pruned", p), 2) for p in fps.columns}}
     for metric, board in BOARDS:
         b, p = (tables.published_or_blank(FPS_TABLE, row, metric) for row in ("Baseline", "Pruned"))
         speed[f"published FPS {board}"] = round(p / b, 2) if b and p else ""
     rows.append(speed)
     if "ceiling" in fps.index:  # speed_ceiling(): one filter in every prunable conv
         rows.append({"model": "One filter per prunable conv: ceiling speedup (x)",
-                     **{f"FPS {p} (ours)": round(speedup(fps, "ceiling", p), 2)
-                        for p in fps.columns}, **{f"published FPS {board}": "" for _, board in BOARDS}})
+                     **{f"FPS {p} (ours)": round(speedup(fps, "ceiling", p), 2) for p in fps.columns},
+                     **{f"published FPS {board}": "" for _, board in BOARDS}})
     return pd.DataFrame(rows, dtype=object)
 
 
@@ -422,19 +396,16 @@ KITTI_METRICS = (("abs_rel", "Abs Rel"), ("sq_rel", "Sq Rel"), ("rmse", "RMSE"),
 def kitti_table(base: DepthResult | None, pruned: DepthResult | None, ran: bool) -> pd.DataFrame:
     """The paper's KITTI 2015 error table (published), with ours beside where KITTI was used
     (``ran``: the paper profile with KITTI in the data root); "not run" otherwise."""
-    ours = {"baseline": base, "pruned": pruned}
+    ours = {"baseline": base, "pruned": pruned} if ran else {}
     rows = []
     for row, key in KITTI_ROWS:
-        r = ours.get(key) if key else None
-        rec = {"model": row}
-        for metric, label in KITTI_METRICS:
-            value = r.scores["test"][metric] if (ran and r is not None) else None
-            rec[f"our {label}"] = round(value, 4) if value is not None else ("not run" if key else "")
-        rec["our params"] = r.params if (ran and r is not None) else ("not run" if key else "")
-        for metric, label in KITTI_METRICS:
-            rec[f"published {label}"] = tables.published_or_blank(KITTI_TABLE, row, metric)
-        rec["published params"] = tables.published_or_blank(KITTI_TABLE, row, "params")
-        rows.append(rec)
+        r, blank = ours.get(key), "not run" if key else ""
+        rows.append({"model": row,
+                     **{f"our {label}": blank if r is None else round(r.scores["test"][metric], 4)
+                        for metric, label in KITTI_METRICS},
+                     "our params": blank if r is None else r.params,
+                     **{f"published {label}": tables.published_or_blank(KITTI_TABLE, row, metric)
+                        for metric, label in (*KITTI_METRICS, ("params", "params"))}})
     return pd.DataFrame(rows, dtype=object)
 
 

@@ -132,22 +132,17 @@ def render_scene(rng: np.random.Generator, height: int, width: int, max_disp: in
     first_row = int(np.argmax(ground > 1))  # objects stand below the horizon
     k = int(rng.integers(objects[0], objects[1] + 1))
     bottoms = rng.integers(first_row + 1, height, size=k)
-    layers = [(None, None)] + sorted(((int(ground[b]), int(b)) for b in bottoms))  # far to near
     ys, xs = np.mgrid[0:height, 0:width]
-    left = np.zeros((3, height, width), np.float32)
-    right = np.zeros_like(left)
-    disp_l = np.zeros((height, width), np.float32)
-    disp_r = np.zeros_like(disp_l)
-    for i, (d, bottom) in enumerate(layers):
-        if i == 0:  # backdrop above the horizon and ground below: one texture each, disparity per row
-            sky, road = _texture(rng, height, width + max_disp), _texture(rng, height, width + max_disp)
-            sky = HAZE + (1 - HAZE) * sky  # aerial perspective: the far backdrop is bright and faint
-            tex = np.where((ground > 1)[None, :, None], road, sky)
-            d_rows = ground[:, None]
-            left[:] = tex[:, :, :width]
-            right[:] = np.take_along_axis(tex, np.broadcast_to(xs + d_rows, (3, height, width)), axis=2)
-            disp_l[:], disp_r[:] = np.broadcast_to(d_rows, (height, width)), np.broadcast_to(d_rows, (height, width))
-            continue
+    # backdrop above the horizon and ground below: one texture each, disparity per row
+    sky, road = _texture(rng, height, width + max_disp), _texture(rng, height, width + max_disp)
+    sky = HAZE + (1 - HAZE) * sky  # aerial perspective: the far backdrop is bright and faint
+    tex = np.where((ground > 1)[None, :, None], road, sky)
+    d_rows = ground[:, None]
+    left = np.array(tex[:, :, :width], np.float32)
+    right = np.take_along_axis(tex, np.broadcast_to(xs + d_rows, (3, height, width)), axis=2).astype(np.float32)
+    disp_l = np.broadcast_to(d_rows, (height, width)).astype(np.float32)
+    disp_r = disp_l.copy()
+    for d, bottom in sorted((int(ground[b]), int(b)) for b in bottoms):  # far to near
         tex = _texture(rng, height, width + max_disp)
         shape = _object_mask(rng, bottom, d, width)
         m_l, m_r = shape(ys, xs), shape(ys, xs + d)
@@ -178,10 +173,8 @@ def synthetic_stereo(n: int, height: int = 128, width: int = 256, seed: int = 0,
 
 
 class StereoTensorDataset(Dataset):
-    """In-memory stereo pairs: item ``i`` is ``(left, right, disp_px)``, images in [0, 1].
-
-    uint8 images are divided by 255; float images must already lie in [0, 1].
-    """
+    """In-memory stereo pairs: item ``i`` is ``(left, right, disp_px)``, images in [0, 1] (uint8
+    images are divided by 255; float images must already lie there)."""
 
     def __init__(self, left: torch.Tensor, right: torch.Tensor, disp_px: torch.Tensor):
         if not (len(left) == len(right) == len(disp_px)):
@@ -288,11 +281,10 @@ def read_file_list(file_list: str | os.PathLike) -> list[tuple[str, str]]:
     pairs = []
     for number, line in enumerate(Path(file_list).read_text().splitlines(), start=1):
         fields = line.split()
-        if not fields:
-            continue
-        if len(fields) < 2:
+        if len(fields) == 1:
             raise ValueError(f"{file_list}, line {number}: expected 'left_path right_path', got {line!r}")
-        pairs.append((fields[0], fields[1]))
+        if fields:
+            pairs.append((fields[0], fields[1]))
     return pairs
 
 

@@ -25,8 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from tutorial_lib import train
-from tutorial_lib.depth import losses
-from tutorial_lib.depth import errors, stereo
+from tutorial_lib.depth import errors, losses, stereo
 from tutorial_lib.distill.losses import disparity_kd
 
 KITTI_WIDTH = 1242  # the full KITTI image width whose focal length is scaled to other widths
@@ -37,9 +36,7 @@ METRICS = ("d1_all", "abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 def focal_for(width: int) -> float:
     """KITTI's focal length (px) for an image ``width`` pixels wide: looked up for KITTI's own
     widths, else the 1242-px camera scaled to ``width``."""
-    if width in errors.WIDTH_TO_FOCAL:
-        return errors.WIDTH_TO_FOCAL[width]
-    return errors.WIDTH_TO_FOCAL[KITTI_WIDTH] * width / KITTI_WIDTH
+    return errors.WIDTH_TO_FOCAL.get(width, errors.WIDTH_TO_FOCAL[KITTI_WIDTH] * width / KITTI_WIDTH)
 
 
 @torch.no_grad()
@@ -58,9 +55,7 @@ def predict_disparity(model: nn.Module, left: torch.Tensor, size: tuple[int, int
 def image_errors(gt_px: torch.Tensor, pred_px: torch.Tensor, valid: torch.Tensor | None = None) -> dict[str, float]:
     """D1-all and the depth errors of one image: ``gt_px`` and ``pred_px`` (H, W) disparities in
     pixels; pixels with ``gt_px > 0`` (and ``valid``) count. NaN everywhere if none does."""
-    mask = gt_px > 0
-    if valid is not None:
-        mask = mask & valid.bool()
+    mask = gt_px > 0 if valid is None else (gt_px > 0) & valid.bool()
     if not mask.any():
         return {k: float("nan") for k in METRICS}
     gt, pred, mask = (t.detach().cpu().double().numpy() for t in (gt_px, pred_px, mask))

@@ -64,10 +64,7 @@ def get(platform: str | Platform) -> Platform:
 
 def _on(model: nn.Module, device: str) -> nn.Module:
     """``model`` itself when it already lives on ``device``, else a copy moved there."""
-    try:
-        current = next(model.parameters()).device
-    except StopIteration:
-        return model
+    current = next((p.device for p in model.parameters()), torch.device(device))  # no parameters: itself
     return model if current == torch.device(device) else copy.deepcopy(model).to(device)
 
 
@@ -92,9 +89,8 @@ def measure(model: nn.Module, platform: str | Platform, input_shape: tuple[int, 
 
 def measure_in_turn(models: dict[str, nn.Module], platform: str | Platform, input_shape: tuple[int, ...],
                     rounds: int = 3, min_run_time: float = 0.2, as_is: bool = False) -> dict[str, float]:
-    """Median latency (ms) of each model on ``platform``: the models are timed in turn
-    (:func:`measure`), ``rounds`` times, and each keeps its median round, so that a slow spell
-    of the machine falls on all of them rather than on one."""
+    """Median latency (ms) of each model on ``platform``, timed in turn by :func:`measure`, ``rounds``
+    times (:func:`timer.in_turn`: a slow spell of the machine falls on all of them rather than on one)."""
     return timer.in_turn({name: (lambda m=model: [measure(m, platform, input_shape, min_run_time,
                                                           as_is=as_is).median_ms])
                             for name, model in models.items()}, rounds)

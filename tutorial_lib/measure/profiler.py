@@ -93,35 +93,23 @@ def _aggregate(prof) -> dict[str, dict]:
         a["calls"] += 1
         a["self_cpu"] += e.self_cpu_time_total
         a["cpu"] += e.cpu_time_total
-        a["device"] += _device_total(e)
+        a["device"] += _device(e, "time_total")
         a["cpu_mem"] += float(e.cpu_memory_usage or 0)
-        a["device_mem"] += _device_memory(e)
+        a["device_mem"] += _device(e, "memory_usage")
     return out
 
 
-def _device_total(event) -> float:
-    value = getattr(event, "device_time_total", None)
+def _device(event, what: str) -> float:
+    """The event's ``device_<what>``, or ``cuda_<what>`` on older torch."""
+    value = getattr(event, f"device_{what}", None)
     if value is None:  # older torch
-        value = getattr(event, "cuda_time_total", 0.0)
-    return float(value or 0.0)
-
-
-def _device_memory(event) -> float:
-    value = getattr(event, "device_memory_usage", None)
-    if value is None:
-        value = getattr(event, "cuda_memory_usage", 0)
+        value = getattr(event, f"cuda_{what}", 0)
     return float(value or 0)
 
 
 @torch.no_grad()
-def profile_layers(
-    model: nn.Module,
-    input_shape: tuple[int, ...],
-    repeats: int = 10,
-    device: str = "cpu",
-    threads: int | None = None,
-    warmup: int = 2,
-) -> pd.DataFrame:
+def profile_layers(model: nn.Module, input_shape: tuple[int, ...], repeats: int = 10, device: str = "cpu",
+                   threads: int | None = None, warmup: int = 2) -> pd.DataFrame:
     """Profile ``repeats`` eval-mode forward passes of ``model`` layer by layer.
 
     Returns one row per leaf module (``name``, ``type``, ``calls`` = times it ran in all
@@ -135,11 +123,7 @@ def profile_layers(
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    try:
-        model_device = next(model.parameters()).device
-    except StopIteration:
-        model_device = torch.device("cpu")
-    if torch.device(device) != model_device:
+    if torch.device(device) != next((p.device for p in model.parameters()), torch.device("cpu")):
         model = copy.deepcopy(model).to(device)
     was_training = model.training
     model.eval()
@@ -169,30 +153,22 @@ def profile_layers(
         model.train(was_training)
 
     agg = _aggregate(prof)
-    types = {name: type(m).__name__ for name, m in leaf_modules(model).items()}
-    rows = []
-    for name, kind in types.items():
-        a = agg.get(LAYER_PREFIX + name, _empty())  # zeros for a leaf that forward() never calls
-        rows.append({
-            "name": name, "type": kind, "calls": a["calls"], "self_cpu_ms": _ms(a["self_cpu"]) / repeats,
-            "cpu_ms": _ms(a["cpu"]) / repeats, "cuda_ms": _ms(a["device"]) / repeats if cuda else 0.0,
-            "cpu_memory_mb": a["cpu_mem"] / 2**20 / repeats,
-            "cuda_memory_mb": a["device_mem"] / 2**20 / repeats if cuda else 0.0,
-        })
+
+    def row(name: str, kind: str, a: dict) -> dict:  # per forward pass
+        return {"name": name, "type": kind, "calls": a["calls"], "self_cpu_ms": _ms(a["self_cpu"]) / repeats,
+                "cpu_ms": _ms(a["cpu"]) / repeats, "cuda_ms": _ms(a["device"]) / repeats if cuda else 0.0,
+                "cpu_memory_mb": a["cpu_mem"] / 2**20 / repeats,
+                "cuda_memory_mb": a["device_mem"] / 2**20 / repeats if cuda else 0.0}
+
+    # zeros for a leaf that forward() never calls
+    rows = [row(name, type(m).__name__, agg.get(LAYER_PREFIX + name, _empty()))
+            for name, m in leaf_modules(model).items()]
     t = agg[MODEL_KEY]
-    total_row = {
-        "name": "(total)", "type": type(model).__name__, "calls": t["calls"],
-        "self_cpu_ms": _ms(t["self_cpu"]) / repeats, "cpu_ms": _ms(t["cpu"]) / repeats,
-        "cuda_ms": _ms(t["device"]) / repeats if cuda else 0.0,
-        "cpu_memory_mb": t["cpu_mem"] / 2**20 / repeats,
-        "cuda_memory_mb": t["device_mem"] / 2**20 / repeats if cuda else 0.0,
-    }
+    total_row = row("(total)", type(model).__name__, t)
     df = pd.DataFrame(rows, columns=COLUMNS[:-1])
-    other = {
-        "name": "(other)", "type": "", "calls": t["calls"],
-        "self_cpu_ms": float("nan"), "cpu_ms": total_row["cpu_ms"] - df["cpu_ms"].sum(),
-        "cuda_ms": 0.0, "cpu_memory_mb": float("nan"), "cuda_memory_mb": float("nan"),
-    }
+    other = {"name": "(other)", "type": "", "calls": t["calls"], "self_cpu_ms": float("nan"),
+             "cpu_ms": total_row["cpu_ms"] - df["cpu_ms"].sum(), "cuda_ms": 0.0, "cpu_memory_mb": float("nan"),
+             "cuda_memory_mb": float("nan")}
     df = pd.concat([df, pd.DataFrame([other, total_row])], ignore_index=True)
     df["share_pct"] = 100.0 * df["cpu_ms"] / max(total_row["cpu_ms"], 1e-12)
     return df[COLUMNS]

@@ -41,14 +41,6 @@ class ChannelsLast(nn.Module):
         return self.model(x.contiguous(memory_format=torch.channels_last))
 
 
-def _eager(model: nn.Module, example: torch.Tensor) -> nn.Module:
-    return model
-
-
-def _channels_last(model: nn.Module, example: torch.Tensor) -> nn.Module:
-    return ChannelsLast(model)
-
-
 def _compiled(options: dict | None = None) -> Callable[[nn.Module, torch.Tensor], nn.Module]:
     @torch.no_grad()
     def build(model: nn.Module, example: torch.Tensor) -> nn.Module:
@@ -59,8 +51,8 @@ def _compiled(options: dict | None = None) -> Callable[[nn.Module, torch.Tensor]
 
 
 RUNTIMES: dict[str, Callable[[nn.Module, torch.Tensor], nn.Module]] = {
-    "eager": _eager, "channels_last": _channels_last, "inductor": _compiled(),
-    "inductor_frozen": _compiled({"freezing": True}),
+    "eager": lambda model, example: model, "channels_last": lambda model, example: ChannelsLast(model),
+    "inductor": _compiled(), "inductor_frozen": _compiled({"freezing": True}),
 }
 
 
@@ -83,9 +75,7 @@ def speedups(models: dict[str, nn.Module], input_shape: tuple[int, ...], runtime
              threads: Iterable[int] | None = None, rounds: int = 3, min_run_time: float = 0.3) -> pd.DataFrame:
     """Batch latency (ms) of every model under every runtime and CPU thread count (default: 1
     and all), and each model's speedup over the first model under the same runtime and threads:
-    one row per runtime and threads. The models of a row are timed in turn, ``rounds`` times
-    (``platforms.measure`` each time), and each keeps its median round, so that a slow
-    spell of the machine falls on all of them rather than on one."""
+    one row per runtime and threads, its models timed in turn ``rounds`` times (``platforms.measure_in_turn``)."""
     runtimes = list(RUNTIMES) if runtimes is None else list(runtimes)
     _check(runtimes)
     threads = sorted({1, platforms.all_threads()}) if threads is None else list(threads)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import platform
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -37,8 +37,7 @@ def warm_allocator() -> None:
     to where it ends up anyway; every measurement of this package does it first. (Other
     allocators ignore it: it is then one harmless allocation.)
     """
-    block = torch.empty(_MMAP_THRESHOLD_MAX - 2 * 4096, dtype=torch.uint8)
-    del block
+    torch.empty(_MMAP_THRESHOLD_MAX - 2 * 4096, dtype=torch.uint8)  # allocated and freed at once
 
 
 @dataclass
@@ -52,9 +51,6 @@ class Latency:
     threads: int
     device: str
     platform: str
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def platform_name(device: str = "cpu", threads: int | None = None) -> str:
@@ -78,10 +74,8 @@ def in_timing_layout(model: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def measure_latency(
-    model: nn.Module, input_shape: tuple[int, ...], threads: int = 1, min_run_time: float = 0.5, device: str = "cpu",
-    as_is: bool = False,
-) -> Latency:
+def measure_latency(model: nn.Module, input_shape: tuple[int, ...], threads: int = 1, min_run_time: float = 0.5,
+                    device: str = "cpu", as_is: bool = False) -> Latency:
     """Median forward latency (ms) of ``model`` in eval mode over repeated timed blocks.
 
     The allocator is warmed (:func:`warm_allocator`), then ``torch.utils.benchmark.Timer``
@@ -102,10 +96,8 @@ def _measure(model: nn.Module, input_shape: tuple[int, ...], threads: int, min_r
     timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads)
     timer.timeit(3)  # warm-up: first calls allocate and pick kernels
     m = timer.blocked_autorange(min_run_time=min_run_time)
-    return Latency(
-        median_ms=m.median * 1e3, iqr_ms=m.iqr * 1e3, repeats=len(m.times), batch_size=input_shape[0],
-        threads=threads, device=device, platform=platform_name(device, threads),
-    )
+    return Latency(median_ms=m.median * 1e3, iqr_ms=m.iqr * 1e3, repeats=len(m.times), batch_size=input_shape[0],
+                   threads=threads, device=device, platform=platform_name(device, threads))
 
 
 def cpu_name() -> str:

@@ -124,9 +124,6 @@ class MonoDepth(nn.Module):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def _disp(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        return DISP_SCALE * torch.sigmoid(getattr(self, f"disp{i}")(x))
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         skips = []
         for i in range(1, 8):
@@ -143,7 +140,7 @@ class MonoDepth(nn.Module):
                 parts.append(self.upsample(disps[i + 1]))  # udisp_{i+1}
             x = self.elu(getattr(self, f"iconv{i}")(torch.cat(parts, 1)))
             if i in DISP_SCALES:
-                disps[i] = self._disp(i, x)
+                disps[i] = DISP_SCALE * torch.sigmoid(getattr(self, f"disp{i}")(x))
         return disps[1], disps[2], disps[3], disps[4]
 
     def prunable_convs(self) -> list[str]:

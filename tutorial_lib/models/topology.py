@@ -50,8 +50,7 @@ def describe(model_or_signature: Describable, num_classes: int | None = None, in
     if isinstance(model_or_signature, Topology):
         return model_or_signature
     if isinstance(model_or_signature, nn.Module):
-        spec = getattr(model_or_signature, "meta", {}).get("source_spec") if hasattr(model_or_signature, "meta") \
-            else None
+        spec = getattr(model_or_signature, "meta", {}).get("source_spec")
         if spec is None:
             if not callable(getattr(model_or_signature, "spec", None)):
                 raise TypeError(f"{type(model_or_signature).__name__} has no spec(): the latency table knows VGGs "

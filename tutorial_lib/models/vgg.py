@@ -71,10 +71,7 @@ class VGG(nn.Module):
         if head not in HEADS:
             raise ValueError(f"unknown VGG head {head!r}; valid choices: {', '.join(HEADS)}")
         self.signature: Signature = _check_signature(signature)
-        self.num_classes = num_classes
-        self.in_channels = in_channels
-        self.head = head
-        self.batch_norm = batch_norm
+        self.num_classes, self.in_channels, self.head, self.batch_norm = num_classes, in_channels, head, batch_norm
         layers: list[nn.Module] = []
         channels = in_channels
         for v in self.signature:

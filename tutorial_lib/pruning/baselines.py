@@ -36,27 +36,14 @@ from tutorial_lib.pruning.pack import pack
 from tutorial_lib.recipes import Schedule
 
 
-def kept_params(masked: nn.Module) -> int:
-    """Parameters the masked model keeps once packed (no input needed: parameters do not
-    depend on the image size)."""
-    return count(masked, "params")
-
-
 def select_global(masked: nn.Module, scores: dict[str, torch.Tensor], budget: int) -> dict[str, torch.Tensor]:
     """Keep the channels of highest score across all layers (each layer keeps >= 1) so that
     the kept parameters are as many as possible but at most ``budget``."""
     flat = torch.cat([s.flatten() for s in scores.values()])
     order = flat.sort(descending=True).values
 
-    def pattern(k: int) -> dict[str, torch.Tensor]:
-        threshold = order[k - 1]
-        out = {}
-        for layer, s in scores.items():
-            on = s >= threshold
-            if not on.any():
-                on = s == s.max()
-            out[layer] = on
-        return out
+    def pattern(k: int) -> dict[str, torch.Tensor]:  # a layer with no channel above the threshold keeps its best
+        return {layer: on if (on := s >= order[k - 1]).any() else s == s.max() for layer, s in scores.items()}
 
     return _largest_under(masked, budget, len(order), pattern)
 
@@ -66,13 +53,10 @@ def select_per_layer(masked: nn.Module, scores: dict[str, torch.Tensor], budget:
     steps = 1000
 
     def pattern(k: int) -> dict[str, torch.Tensor]:
-        rate = k / steps
         out = {}
         for layer, s in scores.items():
-            n = max(1, math.ceil(rate * s.numel()))
-            on = torch.zeros(s.numel(), dtype=torch.bool)
-            on[s.flatten().topk(n).indices] = True
-            out[layer] = on
+            out[layer] = torch.zeros(s.numel(), dtype=torch.bool)
+            out[layer][s.flatten().topk(max(1, math.ceil(k / steps * s.numel()))).indices] = True
         return out
 
     return _largest_under(masked, budget, steps, pattern)
@@ -82,9 +66,9 @@ def _largest_under(masked, budget: int, top: int, pattern: Callable[[int], dict]
     """Binary search for the largest k in [1, top] whose pattern has at most ``budget`` parameters."""
     probe = copy.deepcopy(masked)
 
-    def params(k: int) -> int:
+    def params(k: int) -> int:  # what the probe keeps once packed (parameters do not depend on the image size)
         masks.set_pattern(probe, pattern(k))
-        return kept_params(probe)
+        return count(probe, "params")
 
     if params(1) > budget:
         raise ValueError(f"a budget of {budget:,} parameters is below the smallest model this method can make "
@@ -92,10 +76,7 @@ def _largest_under(masked, budget: int, top: int, pattern: Callable[[int], dict]
     lo, hi = 1, top
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if params(mid) <= budget:
-            lo = mid
-        else:
-            hi = mid - 1
+        lo, hi = (mid, hi) if params(mid) <= budget else (lo, mid - 1)
     return pattern(lo)
 
 
@@ -116,11 +97,8 @@ def scratch(spec: dict, bundle: data.DataBundle, cfg, teacher: nn.Module | None 
     kd_term = None
     if teacher is not None:  # frozen: its logits per image, computed once
         kd_term = terms.teacher_kd(cfg.kd_weight, memo.remembered(teacher.eval(), cfg), cfg.kd_temperature)
-    regularizer = terms.assemble(kd=kd_term)
-
-    history = train.fit(model, bundle, schedule, cfg.run, regularizer=regularizer, checkpoint_dir=checkpoint_dir,
-                        desc="scratch+kd" if teacher is not None else "scratch")
-    return model, history
+    return model, train.fit(model, bundle, schedule, cfg.run, regularizer=terms.assemble(kd=kd_term),
+                            checkpoint_dir=checkpoint_dir, desc="scratch+kd" if teacher is not None else "scratch")
 
 
 def finetune_schedule(cfg, epochs: int) -> Schedule:
@@ -131,13 +109,8 @@ def finetune_schedule(cfg, epochs: int) -> Schedule:
 def bn_scales(model: nn.Module) -> dict[str, torch.Tensor]:
     """|gamma| of the batch norm after each masked conv, keyed by the conv's name."""
     gm = graph.trace(model)
-    out = {}
-    for node in gm.graph.nodes:
-        mod = graph.module_of(gm, node)
-        if isinstance(mod, nn.BatchNorm2d):
-            conv = graph.producer(gm, node, (nn.Conv2d,))
-            out[conv.target] = mod.weight.detach().abs().clone()
-    return out
+    return {graph.producer(gm, node, (nn.Conv2d,)).target: bn.weight.detach().abs().clone()
+            for node in gm.graph.nodes if isinstance(bn := graph.module_of(gm, node), nn.BatchNorm2d)}
 
 
 def filter_l1(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -156,12 +129,11 @@ def slimming(baseline: nn.Module, bundle: data.DataBundle, cfg, budget: int) -> 
     sparse training with ``slimming_s * sum|gamma|``, prune by one global |gamma| threshold to
     ``budget`` parameters, fine-tune for the rest."""
     sparse_epochs = sparse_epochs_of(cfg)
-    s = cfg.slimming_s
     model = copy.deepcopy(baseline)
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
 
     def l1_gamma(m, x, y, logits):
-        return {"l1_gamma": s * sum(bn.weight.abs().sum() for bn in bns)}
+        return {"l1_gamma": cfg.slimming_s * sum(bn.weight.abs().sum() for bn in bns)}
 
     ft = finetune_schedule(cfg, sparse_epochs)
     sparse_history = train.fit(model, bundle, ft, cfg.run, optimizer=train.sgd(model.parameters(), ft),

@@ -109,15 +109,12 @@ def run_methods(baseline: nn.Module, bundle: data.DataBundle, cfg, lam: float | 
                 methods: tuple[str, ...] = METHODS) -> dict[str, Result]:
     """Joint pruning first (it sets the budget), then every other method at its parameter count
     (``joint_seed``, joint pruning without our warm-up and settling epochs, keeps what its gates chose)."""
-    unknown = set(methods) - set(METHODS)
-    if unknown:
+    if unknown := set(methods) - set(METHODS):
         raise ValueError(f"unknown method(s) {sorted(unknown)}; valid choices: {', '.join(METHODS)}")
     results = {"joint": run_joint(baseline, bundle, cfg, lam)}
     budget = results["joint"].params
     spec = results["joint"].model.spec()
-    for method in methods:
-        if method == "joint":
-            continue
+    for method in (m for m in methods if m != "joint"):
         if method == "joint_seed":
             seed_schedule = cfg.replace(prune_settle_epochs=0, prune_warmup_epochs=0)
             results[method] = dataclasses.replace(run_joint(baseline, bundle, seed_schedule, lam), method=method)
@@ -132,18 +129,16 @@ def run_methods(baseline: nn.Module, bundle: data.DataBundle, cfg, lam: float | 
             model, history = baselines.torch_pruning(baseline, bundle, cfg, budget, method)
         else:  # l1_scratch: the same L1-norm selection, its signature trained anew
             model, history = baselines.scratch(baselines.l1_pruned(baseline, cfg, budget).spec(), bundle, cfg)
-        acc, params, flops = evaluate_packed(model, bundle, cfg)
-        results[method] = Result(method, model, acc, params, flops, history)
+        results[method] = Result(method, model, *evaluate_packed(model, bundle, cfg), history)
     return results
 
 
 def latencies(models: dict[str, nn.Module], image_size: int, batches: tuple[int, ...] = (1, 64),
               threads: int = 2, min_run_time: float = 0.3) -> pd.DataFrame:
     """Median CPU latency (ms) of each model at each batch size: rows = model, columns = batch."""
-    rows = {}
-    for name, model in models.items():
-        rows[name] = {b: timer.measure_latency(model, (b, 3, image_size, image_size), threads=threads,
-                                                 min_run_time=min_run_time).median_ms for b in batches}
+    rows = {name: {b: timer.measure_latency(model, (b, 3, image_size, image_size), threads=threads,
+                                            min_run_time=min_run_time).median_ms for b in batches}
+            for name, model in models.items()}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.attrs["platform"] = timer.platform_name("cpu", threads)
     return table
@@ -158,11 +153,9 @@ def run_seeds(baseline: nn.Module, bundle: data.DataBundle, cfg, lam: float | No
 
 def seed_table(base: Result, runs: dict[int, dict[str, Result]]) -> pd.DataFrame:
     """One row per method and seed: top-1, parameters, FLOPs (the long form of the comparison)."""
-    rows = [{"method": METHOD_INFO["baseline"][0], "seed": s, "top-1 %": round(base.accuracy, 2),
-             "params": base.params, "MFLOPs": round(base.flops / 1e6, 2)} for s in runs]
-    rows += [{"method": METHOD_INFO[m][0], "seed": s, "top-1 %": round(r.accuracy, 2), "params": r.params,
-              "MFLOPs": round(r.flops / 1e6, 2)} for s, results in runs.items() for m, r in results.items()]
-    return pd.DataFrame(rows)
+    rows = [("baseline", s, base) for s in runs] + [(m, s, r) for s, res in runs.items() for m, r in res.items()]
+    return pd.DataFrame([{"method": METHOD_INFO[m][0], "seed": s, "top-1 %": round(r.accuracy, 2), "params": r.params,
+                          "MFLOPs": round(r.flops / 1e6, 2)} for m, s, r in rows])
 
 
 def ranking(base: Result, runs: dict[int, dict[str, Result]], test_images: int) -> pd.DataFrame:
@@ -178,13 +171,14 @@ def vgg_table(base: Result, runs: dict[int, dict[str, Result]], latency: pd.Data
     with their sd; latency: the first seed's models), then the published figures."""
     t = "vgg19_cifar100"
     first = next(iter(runs.values()))
+    published = lambda row: {"published top-1 % (CIFAR-100)": tables.published_or_blank(t, row, "top1"),  # noqa: E731
+                             "published params": tables.published_or_blank(t, row, "params"),
+                             "published source": tables.published_source(t, row, "top1") if row else ""}
     rows = []
     for name in ["baseline", *first]:
         label, rate, finetune, published_row = METHOD_INFO[name]
         per_seed = [base] * len(runs) if name == "baseline" else [results[name] for results in runs.values()]
-        acc = pd.Series([r.accuracy for r in per_seed])
-        params = pd.Series([r.params for r in per_seed])
-        flops = pd.Series([r.flops for r in per_seed])
+        acc, params, flops = (pd.Series([getattr(r, k) for r in per_seed]) for k in ("accuracy", "params", "flops"))
         b1, b64 = latency.loc[name, 1], latency.loc[name, 64]
         rows.append({
             "method": label, "layer-wise rate?": rate, "fine-tune?": finetune,
@@ -196,18 +190,13 @@ def vgg_table(base: Result, runs: dict[int, dict[str, Result]], latency: pd.Data
             "MFLOPs": round(flops.mean() / 1e6, 1),
             "ms @1": round(b1, 2), "speedup @1": round(latency.loc["baseline", 1] / b1, 2),
             "ms @64": round(b64, 1), "speedup @64": round(latency.loc["baseline", 64] / b64, 2),
-            "ideal speedup (FLOPs)": round(base.flops / flops.mean(), 2),
-            "published top-1 % (CIFAR-100)": tables.published_or_blank(t, published_row, "top1"),
-            "published params": tables.published_or_blank(t, published_row, "params"),
-            "published source": tables.published_source(t, published_row, "top1") if published_row else "",
+            "ideal speedup (FLOPs)": round(base.flops / flops.mean(), 2), **published(published_row),
         })
     shown = {METHOD_INFO[name][3] for name in ["baseline", *first]}
     for row in tables.published(t)["row"].drop_duplicates():  # published rows no method here ran
         if row not in shown:
             rows.append({**dict.fromkeys(rows[0], ""), "method": f"{row} (published only, not run here)",
-                         "published top-1 % (CIFAR-100)": tables.published_or_blank(t, row, "top1"),
-                         "published params": tables.published_or_blank(t, row, "params"),
-                         "published source": tables.published_source(t, row, "top1")})
+                         **published(row)})
     return pd.DataFrame(rows)
 
 
@@ -243,19 +232,16 @@ def settling_table(runs: dict[int, dict[str, Result]]) -> pd.DataFrame:
 def imagenet_table(results: dict[str, Result] | None, base: Result | None, ran: bool) -> pd.DataFrame:
     """The seed's VGG11 / ImageNet table: published figures, and ours where the paper profile ran."""
     t = "vgg11_imagenet"
-    ours = {"vgg11": base, "vgg11 pruned (ours)": (results or {}).get("joint"),
-            "Slimming, ICCV17": (results or {}).get("slimming")}
+    results = results or {}
+    ours = {"vgg11": base, "vgg11 pruned (ours)": results.get("joint"), "Slimming, ICCV17": results.get("slimming")}
     rows = []
     for row in ("vgg11", "vgg11 pruned (ours)", "Slimming, ICCV17", "Taylor, CVPR19"):
-        r = ours.get(row)
-        rows.append({
-            "model": row,
-            "our top-1 %": round(r.accuracy, 2) if (ran and r is not None) else "not run",
-            "our params": r.params if (ran and r is not None) else "not run",
-            "published top-1 %": tables.published_value(t, row, "top1"),
-            "published params": tables.published_value(t, row, "params"),
-            "published source": tables.published_source(t, row, "top1"),
-        })
+        r = ours.get(row) if ran else None
+        rows.append({"model": row, "our top-1 %": "not run" if r is None else round(r.accuracy, 2),
+                     "our params": "not run" if r is None else r.params,
+                     "published top-1 %": tables.published_value(t, row, "top1"),
+                     "published params": tables.published_value(t, row, "params"),
+                     "published source": tables.published_source(t, row, "top1")})
     return pd.DataFrame(rows)
 
 
@@ -283,12 +269,10 @@ def equal_flops_runs(baseline: nn.Module, bundle: data.DataBundle, cfg,
     """Torch-Pruning's ``methods`` matched to each joint-pruned model's FLOPs instead of its
     parameters (the comparison that is about speed), per lambda and seed; joint pruning's own
     run is reused."""
-    out: dict[float, dict[int, dict[str, Result]]] = {}
+    out: dict[float, dict[int, dict[str, Result]]] = {lam: {} for lam in runs}
     for lam, per_seed in runs.items():
-        out[lam] = {}
         for s, results in per_seed.items():
-            c = cfg.replace(seed=s)
-            out[lam][s] = {"joint": results["joint"]}
+            c, out[lam][s] = cfg.replace(seed=s), {"joint": results["joint"]}
             for method in methods:
                 model, history = baselines.torch_pruning(baseline, bundle, c, results["joint"].flops, method,
                                                          cost="flops")
@@ -311,16 +295,11 @@ def frontier_table(base: Result, runs: dict[float, dict[int, dict[str, Result]]]
                    latency: dict[tuple[float, int, str], float] | None = None) -> pd.DataFrame:
     """One row per lambda, seed and method: parameters, kept share, MFLOPs, top-1, and with
     ``latency`` the batch-1 latency as a ratio to the baseline's."""
-    rows = []
-    for lam, per_seed in runs.items():
-        for s, results in per_seed.items():
-            for m, r in results.items():
-                row = {"lambda": lam, "seed": s, "method": METHOD_INFO[m][0], "params": r.params,
-                       "kept params %": round(100 * r.params / base.params, 1),
-                       "kept FLOPs %": round(100 * r.flops / base.flops, 1), "top-1 %": round(r.accuracy, 1)}
-                if latency is not None:
-                    row["latency @1 / baseline"] = round(latency[(float(lam), int(s), m)], 3)
-                rows.append(row)
+    rows = [{"lambda": lam, "seed": s, "method": METHOD_INFO[m][0], "params": r.params,
+             "kept params %": round(100 * r.params / base.params, 1),
+             "kept FLOPs %": round(100 * r.flops / base.flops, 1), "top-1 %": round(r.accuracy, 1),
+             **({} if latency is None else {"latency @1 / baseline": round(latency[(float(lam), int(s), m)], 3)})}
+            for lam, per_seed in runs.items() for s, results in per_seed.items() for m, r in results.items()]
     return pd.DataFrame(rows).sort_values(["lambda", "method", "seed"], kind="stable").reset_index(drop=True)
 
 

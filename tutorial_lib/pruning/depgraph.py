@@ -65,9 +65,7 @@ def prune_to(model: nn.Module, budget: int, criterion: str, global_pruning: bool
     pruning ratio is found on a grid of ``grid`` steps, then by bisection below the first
     ratio that meets the budget (near 1 the library skips layers it would empty, so the
     parameters stop falling with the ratio: only the first crossing is searched)."""
-    def measure(m: nn.Module) -> int:
-        return count(m, cost, tuple(example.shape))
-
+    measure = lambda m: count(m, cost, tuple(example.shape))  # noqa: E731
     if measure(model) <= budget:
         return copy.deepcopy(model)
     scan = ((k / grid, pruned_at(model, k / grid, criterion, global_pruning, example)) for k in range(1, grid))

@@ -56,28 +56,12 @@ class GateTrace:
         return {**kept_share(model), "gate_flips": flips}
 
 
-def train_joint(
-    model: nn.Module,
-    bundle: data.DataBundle,
-    cfg,
-    *,
-    epochs: int,
-    lam: float,
-    weight_lr: float,
-    mask_loss: str = "layer_mean",
-    teacher: nn.Module | None = None,
-    task_weight: float = 1.0,
-    kd_weight: float = 0.0,
-    temperature: float = 4.0,
-    checkpoint_dir: str | Path | None = None,
-    desc: str = "joint",
-    task: train.Task = train.CLASSIFICATION,
-    optimizer: torch.optim.Optimizer | None = None,
-    schedule: Schedule | None = None,
-    settle_epochs: int = 0,
-    warmup_epochs: int = 0,
-    on_epoch_end=None,
-) -> pd.DataFrame:
+def train_joint(model: nn.Module, bundle: data.DataBundle, cfg, *, epochs: int, lam: float, weight_lr: float,
+                mask_loss: str = "layer_mean", teacher: nn.Module | None = None, task_weight: float = 1.0,
+                kd_weight: float = 0.0, temperature: float = 4.0, checkpoint_dir: str | Path | None = None,
+                desc: str = "joint", task: train.Task = train.CLASSIFICATION,
+                optimizer: torch.optim.Optimizer | None = None, schedule: Schedule | None = None,
+                settle_epochs: int = 0, warmup_epochs: int = 0, on_epoch_end=None) -> pd.DataFrame:
     """Train weights and masks together on ``task_weight * task loss + kd_weight * KD + lam * mask term``.
 
     ``teacher`` (frozen, eval mode, no gradients) supplies the KD targets; without one the
@@ -103,21 +87,17 @@ def train_joint(
     optimizer = optimizer or mask_optimizer(model, cfg, weight_lr)
     # Cosine decay to zero: gates near the threshold flip less as the run ends (one stage, no
     # separate fine-tuning).
-    scheduler = settling_schedule(optimizer, epochs, settle_epochs, masks.mask_parameters(model)) if settle_epochs else \
-        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
+    scheduler = settling_schedule(optimizer, epochs, settle_epochs, masks.mask_parameters(model)) \
+        if settle_epochs else torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
     schedule = schedule or cfg.baseline.schedule
     warmup = Warmup(scheduler, warmup_epochs, math.ceil(len(bundle.train) / schedule.batch_size)) \
         if warmup_epochs else None
-    regularizer = terms.assemble(
-        mask=terms.mask(lam, mask_loss, scale=warmup),
-        kd=terms.teacher_kd(kd_weight, teacher, temperature, task.distill) if teacher is not None and kd_weight > 0
-        else None)
-    return train.fit(
-        model, bundle, schedule, cfg.run, epochs=epochs, optimizer=optimizer,
-        scheduler=scheduler, regularizer=regularizer, on_epoch_end=on_epoch_end or kept_share,
-        checkpoint_dir=checkpoint_dir,
-        desc=desc, task_weight=task_weight, task=task,
-    )
+    kd = terms.teacher_kd(kd_weight, teacher, temperature, task.distill) \
+        if teacher is not None and kd_weight > 0 else None
+    regularizer = terms.assemble(mask=terms.mask(lam, mask_loss, scale=warmup), kd=kd)
+    return train.fit(model, bundle, schedule, cfg.run, epochs=epochs, optimizer=optimizer, scheduler=scheduler,
+                     regularizer=regularizer, on_epoch_end=on_epoch_end or kept_share, checkpoint_dir=checkpoint_dir,
+                     desc=desc, task_weight=task_weight, task=task)
 
 
 class Warmup:
@@ -157,25 +137,15 @@ def settling_schedule(optimizer: torch.optim.Optimizer, epochs: int, settle_epoc
         optimizer, [settled if any(id(p) in ids for p in g["params"]) else cosine for g in optimizer.param_groups])
 
 
-def train_masks(
-    model: nn.Module, bundle: data.DataBundle, cfg, checkpoint_dir: str | Path | None = None
-) -> pd.DataFrame:
+def train_masks(model: nn.Module, bundle: data.DataBundle, cfg,
+                checkpoint_dir: str | Path | None = None) -> pd.DataFrame:
     """Lesson 01's short run: ``CE + cfg.mask_lambda * mask term`` for ``cfg.mask_epochs``."""
-    return train_joint(
-        model, bundle, cfg, epochs=cfg.mask_epochs, lam=cfg.mask_lambda, weight_lr=cfg.mask_weight_lr,
-        checkpoint_dir=checkpoint_dir, desc="masks",
-    )
+    return train_joint(model, bundle, cfg, epochs=cfg.mask_epochs, lam=cfg.mask_lambda, weight_lr=cfg.mask_weight_lr,
+                       checkpoint_dir=checkpoint_dir, desc="masks")
 
 
-def prune(
-    masked: nn.Module,
-    teacher: nn.Module,
-    bundle: data.DataBundle,
-    cfg,
-    lam: float | None = None,
-    checkpoint_dir: str | Path | None = None,
-    trace: GateTrace | None = None,
-) -> pd.DataFrame:
+def prune(masked: nn.Module, teacher: nn.Module, bundle: data.DataBundle, cfg, lam: float | None = None,
+          checkpoint_dir: str | Path | None = None, trace: GateTrace | None = None) -> pd.DataFrame:
     """Joint end-to-end pruning (lesson 02): one stage, no layer-wise rates, no fine-tuning.
 
     ``cfg.task_weight * CE + cfg.kd_weight * KD(T = cfg.kd_temperature, teacher) +
@@ -185,12 +155,11 @@ def prune(
     warm-up and no settling. ``trace`` logs the gates per epoch (a fresh
     :class:`GateTrace` by default).
     """
-    return train_joint(
-        masked, bundle, cfg, epochs=cfg.prune_epochs, lam=cfg.prune_lambda if lam is None else lam,
-        weight_lr=cfg.prune_lr, mask_loss=cfg.mask_loss, teacher=teacher, task_weight=cfg.task_weight,
-        kd_weight=cfg.kd_weight, temperature=cfg.kd_temperature, checkpoint_dir=checkpoint_dir, desc="prune",
-        settle_epochs=cfg.prune_settle_epochs, warmup_epochs=cfg.prune_warmup_epochs, on_epoch_end=trace or GateTrace(),
-    )
+    return train_joint(masked, bundle, cfg, epochs=cfg.prune_epochs, lam=cfg.prune_lambda if lam is None else lam,
+                       weight_lr=cfg.prune_lr, mask_loss=cfg.mask_loss, teacher=teacher, task_weight=cfg.task_weight,
+                       kd_weight=cfg.kd_weight, temperature=cfg.kd_temperature, checkpoint_dir=checkpoint_dir,
+                       desc="prune", settle_epochs=cfg.prune_settle_epochs, warmup_epochs=cfg.prune_warmup_epochs,
+                       on_epoch_end=trace or GateTrace())
 
 
 def summary_table(base: dict, after: dict, kept: pd.DataFrame, estimate: dict, full_vgg19_params: int) -> pd.DataFrame:
@@ -218,10 +187,8 @@ def summary_table(base: dict, after: dict, kept: pd.DataFrame, estimate: dict, f
         ("FLOPs kept (estimate)", estimate["flops_kept"], None, None, None),
         ("FLOPs removed (%)", round(removed_flops, 1), None, None, None),
     ]
-    records = []
-    for label, ours, table, row, metric in rows:
-        published = tables.published_value(table, row, metric) if table else ""
-        source = tables.published_source(table, row, metric) if table else ""
-        records.append({"quantity": label, "ours": ours, "published (CIFAR-100, VGG19-BN)": published,
-                        "published source": source})
+    records = [{"quantity": label, "ours": ours,
+                "published (CIFAR-100, VGG19-BN)": tables.published_value(table, row, metric) if table else "",
+                "published source": tables.published_source(table, row, metric) if table else ""}
+               for label, ours, table, row, metric in rows]
     return pd.DataFrame(records, dtype=object)  # counts stay integers in the CSV
