@@ -513,7 +513,8 @@ def constrained_table(runs: dict[str, ConstrainedRun], baseline: nn.Module, base
              **{f"speedup [{p}]": 1.0 for p in full_ms}}]
     for kind, r in runs.items():
         ratio = reached(r)
-        actions, pub = r.history["action"].tolist(), kind == "params"
+        actions = r.history["action"].tolist()
+        pub = kind == "params"  # the published loop had parameter budgets only
         rows.append({
             "budget kind": KIND_LABELS[kind], "budget": budget_text(r.budget), "params": r.params,
             "MFLOPs": round(r.flops / 1e6, 2),

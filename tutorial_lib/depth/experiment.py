@@ -72,8 +72,9 @@ def load(cfg) -> data.DataBundle:
         n_train, n_test = cfg.depth_train_pairs or 256, cfg.depth_test_pairs or 64
         train_set = stereo.synthetic_dataset(n_train, h, w, seed=cfg.seed)
         test_set = stereo.synthetic_dataset(n_test, h, w, seed=cfg.seed + TEST_SEED_OFFSET)
-        name, description = "synthetic stereo", (f"synthetic stereo: {n_train} training and {n_test} test scenes, "
-                                                 f"{h}x{w}, exact integer disparities 1-{round(0.15 * w)} px")
+        name = "synthetic stereo"
+        description = (f"synthetic stereo: {n_train} training and {n_test} test scenes, {h}x{w}, "
+                       f"exact integer disparities 1-{round(0.15 * w)} px")
     elif cfg.depth_data == "kitti":
         root = stereo.kitti_root(cfg.data_root)
         train_set = stereo.KittiStereo(KITTI_TRAIN_LIST, root=root, height=h, width=w)
@@ -81,7 +82,8 @@ def load(cfg) -> data.DataBundle:
         train_set, test_set = (Subset(s, range(n)) if n is not None and n < len(s) else s
                                for s, n in ((train_set, cfg.depth_train_pairs), (test_set, cfg.depth_test_pairs)))
         test_set.variable_size = True  # ground truth at each image's own size: one at a time
-        name, description = "KITTI", f"KITTI raw ({len(train_set)} training pairs, {h}x{w}); test: {KITTI_2015}"
+        name = "KITTI"
+        description = f"KITTI raw ({len(train_set)} training pairs, {h}x{w}); test: {KITTI_2015}"
     else:
         raise ValueError(f"unknown depth_data {cfg.depth_data!r}; valid choices: synthetic, kitti")
     return data.DataBundle(name=name, train=train_set, test=test_set, num_classes=0, image_size=h,

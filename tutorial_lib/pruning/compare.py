@@ -171,9 +171,12 @@ def vgg_table(base: Result, runs: dict[int, dict[str, Result]], latency: pd.Data
     with their sd; latency: the first seed's models), then the published figures."""
     t = "vgg19_cifar100"
     first = next(iter(runs.values()))
-    published = lambda row: {"published top-1 % (CIFAR-100)": tables.published_or_blank(t, row, "top1"),  # noqa: E731
-                             "published params": tables.published_or_blank(t, row, "params"),
-                             "published source": tables.published_source(t, row, "top1") if row else ""}
+
+    def published(row: str) -> dict:
+        return {"published top-1 % (CIFAR-100)": tables.published_or_blank(t, row, "top1"),
+                "published params": tables.published_or_blank(t, row, "params"),
+                "published source": tables.published_source(t, row, "top1") if row else ""}
+
     rows = []
     for name in ["baseline", *first]:
         label, rate, finetune, published_row = METHOD_INFO[name]
@@ -272,7 +275,8 @@ def equal_flops_runs(baseline: nn.Module, bundle: data.DataBundle, cfg,
     out: dict[float, dict[int, dict[str, Result]]] = {lam: {} for lam in runs}
     for lam, per_seed in runs.items():
         for s, results in per_seed.items():
-            c, out[lam][s] = cfg.replace(seed=s), {"joint": results["joint"]}
+            c = cfg.replace(seed=s)
+            out[lam][s] = {"joint": results["joint"]}
             for method in methods:
                 model, history = baselines.torch_pruning(baseline, bundle, c, results["joint"].flops, method,
                                                          cost="flops")
